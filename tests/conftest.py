@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny CLIP checkpoints built at test time (never downloaded)."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SHARED_FDRD = ROOT.parent / "shared" / "fdrd"
+HAS_DASSL = importlib.util.find_spec("dassl") is not None
+
+requires_dassl = pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed (make install DASSL_SRC=...)")
+
+
+def tiny_clip_model(seed: int = 0, image_resolution: int = 32, embed_dim: int = 32):
+    """A CLIP with OpenAI's architecture but tiny widths: 2 ViT blocks of width 64, patch 8, 2 text blocks."""
+    import clip.model
+
+    torch.manual_seed(seed)
+    model = clip.model.CLIP(
+        embed_dim=embed_dim,
+        image_resolution=image_resolution,
+        vision_layers=2,
+        vision_width=64,
+        vision_patch_size=8,
+        context_length=77,
+        vocab_size=49408,
+        transformer_width=64,
+        transformer_heads=1,
+        transformer_layers=2,
+    )
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_state_dict_path(tmp_path_factory) -> Path:
+    """A plain state dict file (the OpenCLIP/HF form of OpenAI weights)."""
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_clip_state_dict.pt"
+    torch.save(tiny_clip_model().state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_jit_path(tmp_path_factory) -> Path:
+    """A TorchScript archive (the form of OpenAI's original .pt files)."""
+    model = tiny_clip_model()
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_clip_jit.pt"
+    images = torch.zeros(1, 3, 32, 32)
+    texts = torch.zeros(1, 77, dtype=torch.long)
+    texts[0, 0], texts[0, 1] = 49406, 49407
+    traced = torch.jit.trace(model, (images, texts), check_trace=False)
+    traced.save(str(path))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _offline_hub(monkeypatch):
+    # Tests never reach the network.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    yield

@@ -1,0 +1,149 @@
+"""CLIP loading (file, TorchScript, offline Hub cache), prompted encoders vs CLIP's own forward, precision."""
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_clip_model
+
+from trainers.backbone.loading import HUB_FILENAME, HUB_REPOS, CLIPWeightsNotFoundError, load_clip
+from trainers.backbone.precision import cast_clip_weights, resolve_precision
+from trainers.backbone.text_encoder import EOT_TOKEN, SOT_TOKEN, PromptedTextEncoder, tokenize
+from trainers.backbone.vision_encoder import PromptedVisionEncoder, expand_prompts
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].float(), sb[k].float()) for k in sa)
+
+
+def test_load_state_dict_file(tiny_clip_state_dict_path):
+    model = load_clip(str(tiny_clip_state_dict_path))
+    assert _same_weights(model, tiny_clip_model())
+    assert model.visual.conv1.weight.dtype == torch.float32
+
+
+def test_load_torchscript_archive(tiny_clip_jit_path):
+    model = load_clip(str(tiny_clip_jit_path))
+    assert _same_weights(model, tiny_clip_model())
+
+
+def _fake_hub_cache(root, repo: str, payload_path):
+    folder = root / ("models--" + repo.replace("/", "--"))
+    commit = "0" * 40
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    snapshot = folder / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / HUB_FILENAME).write_bytes(payload_path.read_bytes())
+
+
+def test_hub_path_offline(tmp_path, tiny_clip_state_dict_path):
+    _fake_hub_cache(tmp_path / "hub", HUB_REPOS["ViT-B/32"], tiny_clip_state_dict_path)
+    model = load_clip("ViT-B/32", cache_dir=tmp_path)
+    assert _same_weights(model, tiny_clip_model())
+
+
+def test_every_openai_name_has_a_hub_repo():
+    import clip
+
+    assert set(clip.available_models()) == set(HUB_REPOS)
+    assert all(repo.startswith("timm/") and repo.endswith(".openai") for repo in HUB_REPOS.values())
+
+
+def test_missing_weights_error_names_model_sources_and_fix(tmp_path):
+    with pytest.raises(CLIPWeightsNotFoundError) as info:
+        load_clip("ViT-B/16", cache_dir=tmp_path)
+    msg = str(info.value)
+    assert "ViT-B/16" in msg and HUB_REPOS["ViT-B/16"] in msg and "ViT-B-16.pt" in msg and HUB_FILENAME in msg
+
+
+def test_unknown_name_error():
+    with pytest.raises(CLIPWeightsNotFoundError, match="neither an existing file"):
+        load_clip("ViT-Z/99")
+
+
+def test_tokenize_truncates_and_keeps_eot():
+    long_text = " ".join(["word"] * 100)
+    out = tokenize(["a cat", long_text], reserved=16)
+    assert out.tokens.shape == (2, 61) and out.num_truncated == 1
+    assert out.tokens[1, 0] == SOT_TOKEN and out.tokens[1, -1] == EOT_TOKEN
+    assert out.tokens[0, 0] == SOT_TOKEN and out.tokens[0].argmax() == 3
+
+
+def test_text_encoder_runs_only_to_last_eot_and_matches_full_pass():
+    model = tiny_clip_model()
+    encoder = PromptedTextEncoder(model)
+    import clip
+
+    tokens = clip.tokenize(["a photo of a cat.", "a much longer caption about a small dog on a red sofa"])
+    with torch.no_grad():
+        reference = model.encode_text(tokens)
+        x, eot = encoder.embed(tokens)
+        ours = encoder(x, eot)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_text_context_inserted_after_sot_matches_full_length_pass():
+    model = tiny_clip_model()
+    encoder = PromptedTextEncoder(model)
+    ctx = torch.randn(4, 64)
+    tokens = tokenize(["a red bird", "two dogs"], reserved=4).tokens
+    with torch.no_grad():
+        x, eot = encoder.embed(tokens, ctx)
+        ours = encoder(x, eot)
+        # reference: the whole 77-token sequence through CLIP's own modules
+        full = (x + model.positional_embedding).permute(1, 0, 2)
+        full = model.ln_final(model.transformer(full).permute(1, 0, 2))
+        reference = full[torch.arange(2), eot] @ model.text_projection
+    assert x.shape == (2, 77, 64) and torch.equal(eot, tokens.argmax(-1) + 4)
+    assert torch.equal(x[:, 1:5], ctx.unsqueeze(0).expand(2, -1, -1))
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_token_weights_scale_text_embeddings():
+    model = tiny_clip_model()
+    encoder = PromptedTextEncoder(model)
+    tokens = tokenize(["a red bird"]).tokens
+    weights = torch.ones(tokens.shape)
+    weights[0, 2] = 0.5
+    x, _ = encoder.embed(tokens, token_weights=weights)
+    plain, _ = encoder.embed(tokens)
+    torch.testing.assert_close(x[0, 2], plain[0, 2] * 0.5)
+    torch.testing.assert_close(x[0, 1], plain[0, 1])
+
+
+def test_vision_encoder_without_prompts_matches_clip():
+    model = tiny_clip_model()
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(PromptedVisionEncoder(model.visual)(images), model.encode_image(images),
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("carry", [False, True])
+def test_vision_prompts_appended_per_block(carry):
+    model = tiny_clip_model()
+    encoder = PromptedVisionEncoder(model.visual)
+    images = torch.randn(2, 3, 32, 32)
+    prompts = torch.randn(3, 64)  # only block 0 gets prompts
+    provider = lambda i, x: expand_prompts(prompts, x.shape[1]) if i == 0 else None  # noqa: E731
+    with torch.no_grad():
+        ours = encoder(images, provider, carry=carry)
+        x = encoder.stem(images)
+        h = model.visual.transformer.resblocks[0](torch.cat([x, expand_prompts(prompts, 2)]))
+        h = h if carry else h[:17]  # 1 CLS + 16 patches survive; prompts dropped unless carried
+        h = model.visual.transformer.resblocks[1](h)
+        reference = encoder.head(h[:17])
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_precision_fallback_and_casting():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp16", cpu).name == "fp32"
+    assert resolve_precision("amp", cpu).name == "fp32"
+    bf16 = resolve_precision("bf16", cpu)
+    model = cast_clip_weights(tiny_clip_model(), bf16)
+    assert model.visual.conv1.weight.dtype == torch.bfloat16
+    assert model.ln_final.weight.dtype == torch.float32  # LayerNorms stay fp32 as in OpenAI's release
+    with pytest.raises(ValueError, match="PREC must be one of"):
+        resolve_precision("fp8", cpu)

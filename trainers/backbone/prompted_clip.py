@@ -1,0 +1,110 @@
+"""The model interface every method implements: a frozen CLIP plus the method's learnable parts.
+
+Subclasses override a few hooks (text context, deep text prompts, visual prompt provider, feature
+post-processing); encoding, caching of frozen features and the classification head live here once.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .text_encoder import PromptedTextEncoder, TokenizedTexts, tokenize
+from .vision_encoder import PromptProvider, PromptedVisionEncoder
+
+
+class PromptedCLIP(nn.Module):
+    #: number of context vectors a method inserts after SOT (reserved when tokenizing)
+    num_text_ctx: int = 0
+    #: whether visual prompts survive a block (MaPLe) or are replaced/dropped each block (VPT)
+    carry_visual_prompts: bool = False
+    #: False when the text side is plain frozen CLIP, so class features are computed once and cached
+    learns_text: bool = False
+
+    def __init__(self, clip_model: nn.Module, classnames: list[str], template: str = "a photo of a {}."):
+        super().__init__()
+        for p in clip_model.parameters():
+            p.requires_grad_(False)
+        self.clip = clip_model
+        self.text_encoder = PromptedTextEncoder(clip_model)
+        self.is_vit = hasattr(clip_model.visual, "transformer")
+        self.vision_encoder = PromptedVisionEncoder(clip_model.visual) if self.is_vit else None
+        self.classnames = list(classnames)
+        self.template = template
+        self.register_buffer("logit_scale", clip_model.logit_scale.detach().exp().float(), persistent=False)
+        self._frozen_class_features: torch.Tensor | None = None
+
+    # ---- hooks -------------------------------------------------------------------------------
+    def text_context(self) -> torch.Tensor | None:
+        """(n, D) shared or (C, n, D) class-specific context, or None."""
+        return None
+
+    def deep_text_prompts(self) -> list[torch.Tensor] | None:
+        return None
+
+    def visual_prompts(self, images: torch.Tensor) -> PromptProvider | None:
+        return None
+
+    def adapt_image_features(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+    def adapt_text_features(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+    def class_prompt_texts(self) -> list[str]:
+        """Texts encoded for classification: the hand-crafted template, or ``"{name}."`` after context."""
+        if self.num_text_ctx:
+            return [f"{name.replace('_', ' ')}." for name in self.classnames]
+        return [self.template.format(name.replace("_", " ")) for name in self.classnames]
+
+    # ---- encoding ------------------------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.text_encoder.dtype
+
+    def tokenize(self, texts: list[str]) -> TokenizedTexts:
+        return tokenize(texts, self.text_encoder.context_length, reserved=self.num_text_ctx)
+
+    def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        if self.vision_encoder is None:
+            features = self.clip.visual(images.to(self.dtype))
+        else:
+            provider = self.visual_prompts(images)
+            features = self.vision_encoder(images, provider, carry=self.carry_visual_prompts)
+        features = self.adapt_image_features(features)
+        return F.normalize(features.float(), dim=-1) if normalize else features
+
+    def encode_text(
+        self,
+        tokens: torch.Tensor,
+        token_weights: torch.Tensor | None = None,
+        ctx: torch.Tensor | None = None,
+        normalize: bool = True,
+    ) -> torch.Tensor:
+        """Encode token rows (from :meth:`tokenize`) with this method's context and deep prompts."""
+        ctx = self.text_context() if ctx is None else ctx
+        x, eot = self.text_encoder.embed(tokens, ctx, token_weights)
+        features = self.text_encoder(x, eot, self.deep_text_prompts())
+        features = self.adapt_text_features(features)
+        return F.normalize(features.float(), dim=-1) if normalize else features
+
+    @torch.no_grad()
+    def frozen_class_features(self, device: torch.device) -> torch.Tensor:
+        """Zero-shot class features of the hand-crafted template, computed once."""
+        if self._frozen_class_features is None or self._frozen_class_features.device != device:
+            tokens = tokenize([self.template.format(c.replace("_", " ")) for c in self.classnames]).tokens.to(device)
+            x, eot = self.text_encoder.embed(tokens)
+            self._frozen_class_features = F.normalize(self.text_encoder(x, eot).float(), dim=-1)
+        return self._frozen_class_features
+
+    def class_text_features(self, device: torch.device) -> torch.Tensor:
+        if not self.learns_text:
+            return self.frozen_class_features(device)
+        tokens = self.tokenize(self.class_prompt_texts()).tokens.to(device)
+        return self.encode_text(tokens)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Classification logits (B, C)."""
+        image_features = self.encode_image(images)
+        text_features = self.class_text_features(images.device)
+        return self.logit_scale * image_features @ text_features.t()

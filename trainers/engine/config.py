@@ -1,0 +1,54 @@
+"""Config defaults: every trainer and dataset module contributes its own node via ``add_config(cfg)``.
+
+``train.py`` discovers those hooks by walking the ``trainers`` and ``datasets`` packages, so adding a
+method never means editing a central list of keys.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, Callable
+
+from yacs.config import CfgNode as CN
+
+
+def set_defaults(cfg: CN, path: str, defaults: dict[str, Any]) -> CN:
+    """Create ``cfg.<path>`` if missing and fill in the keys it lacks (idempotent; shared nodes such
+    as TRAINER.COOP may be declared by several trainers)."""
+    node = cfg
+    for part in path.split("."):
+        if part not in node:
+            node[part] = CN()
+        node = node[part]
+    for key, value in defaults.items():
+        if key not in node:
+            node[key] = CN(value) if isinstance(value, dict) else value
+    return node
+
+
+def add_common_config(cfg: CN) -> None:
+    set_defaults(cfg, "MODEL", {"CLIP_CACHE_DIR": ""})
+    set_defaults(cfg, "DATASET", {"SUBSAMPLE_CLASSES": "all"})
+    set_defaults(cfg, "TEST", {
+        "RETRIEVAL_KS": [1, 5, 10],
+        "RETRIEVAL_CHUNK": 1024,   # queries per similarity chunk: memory = chunk x gallery x 4 bytes
+        "TEXT_BATCH_SIZE": 256,    # captions encoded per forward pass at test time
+    })
+
+
+def config_hooks(package_names: tuple[str, ...] = ("trainers", "datasets")) -> list[Callable[[CN], None]]:
+    hooks: list[Callable[[CN], None]] = [add_common_config]
+    for package_name in package_names:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{package_name}."):
+            module = importlib.import_module(info.name)
+            hook = getattr(module, "add_config", None)
+            if callable(hook) and hook not in hooks:
+                hooks.append(hook)
+    return hooks
+
+
+def extend_cfg(cfg: CN) -> CN:
+    for hook in config_hooks():
+        hook(cfg)
+    return cfg

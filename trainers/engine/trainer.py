@@ -1,0 +1,308 @@
+"""The one Dassl trainer base every CLIP method inherits.
+
+A method subclasses :class:`CLIPTrainer` and overrides only what differs:
+- ``build_prompted_clip(clip_model, classnames)``: its :class:`PromptedCLIP` subclass (required);
+- ``optimized_modules()``: the learnable modules, each with its optimiser config (default: one);
+- ``compute_loss(batch)``: its loss (default: cross-entropy, or symmetric InfoNCE on caption datasets).
+
+The task follows the dataset: classification datasets are evaluated by accuracy, caption datasets
+(FDRD) by Recall@K, with the same trainer name, so CoOp-style scripts run both side by side.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from dassl.data import DataManager
+from dassl.engine import TrainerX
+from dassl.metrics import compute_accuracy
+from dassl.optim import build_optimizer
+from dassl.utils import count_num_param
+from torch import nn
+from tqdm import tqdm
+
+from ..backbone.loading import load_clip
+from ..backbone.precision import cast_clip_weights, resolve_precision
+from ..backbone.prompted_clip import PromptedCLIP
+from ..losses import symmetric_info_nce
+from .errors import ConfigError
+from .checkpoint import (CheckpointError, atomic_write_text, latest_checkpoint, load_checkpoint,
+                         restore_rng_state, rng_state, save_checkpoint)
+from .schedulers import build_lr_scheduler
+
+RESULTS_FILE = "results.json"
+
+
+class CLIPTrainer(TrainerX):
+    #: the cfg.TRAINER.<node> holding this method's keys (PREC among them)
+    CONFIG_NODE = "COOP"
+    #: caption datasets (FDRD) are supported unless a method sets this False
+    SUPPORTS_RETRIEVAL = True
+    SUPPORTS_CLASSIFICATION = True
+
+    model: PromptedCLIP
+
+    # ---- hooks -----------------------------------------------------------------------------------
+    @property
+    def method_cfg(self):
+        return self.cfg.TRAINER[self.CONFIG_NODE]
+
+    def build_prompted_clip(self, clip_model: nn.Module, classnames: list[str]) -> PromptedCLIP:
+        raise NotImplementedError
+
+    def optimized_modules(self) -> list[tuple[str, nn.Module, Any]]:
+        """(name, module, optim cfg) per optimiser; the names are the checkpoint folders."""
+        learnable = getattr(self.model, "learnable", None)
+        if learnable is None or not any(p.requires_grad for p in learnable.parameters()):
+            return []
+        return [("prompt_learner", learnable, self.cfg.OPTIM)]
+
+    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        if self.is_retrieval:
+            images, tokens, _ = self.parse_retrieval_batch(batch)
+            image_features = self.model.encode_image(images)
+            text_features = self.model.encode_text(tokens)
+            loss = symmetric_info_nce(image_features, text_features, self.model.logit_scale)
+            return loss, {"loss": loss.item()}
+        images, labels = self.parse_batch_train(batch)
+        logits = self.model(images).float()
+        loss = F.cross_entropy(logits, labels)
+        return loss, {"loss": loss.item(), "acc": compute_accuracy(logits, labels)[0].item()}
+
+    # ---- building ------------------------------------------------------------------------------
+    def check_cfg(self, cfg) -> None:
+        resolve_precision(cfg.TRAINER[self.CONFIG_NODE].PREC, torch.device("cpu"))  # validates the name
+
+    def build_data_loader(self) -> None:
+        super().build_data_loader()
+        self.is_retrieval = bool(getattr(self.dm.dataset, "is_retrieval", False))
+        name = type(self).__name__
+        if self.is_retrieval and not self.SUPPORTS_RETRIEVAL:
+            raise ConfigError(f"Trainer {name} does classification only; {self.cfg.DATASET.NAME} is a caption dataset.")
+        if not self.is_retrieval and not self.SUPPORTS_CLASSIFICATION:
+            raise ConfigError(f"Trainer {name} needs a caption dataset (e.g. configs/datasets/fdrd_pets.yaml); "
+                             f"{self.cfg.DATASET.NAME} has none.")
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        self.precision = resolve_precision(self.method_cfg.PREC, self.device)
+        clip_model = load_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.CLIP_CACHE_DIR or None)
+        cast_clip_weights(clip_model, self.precision)
+        classnames = [self.dm.lab2cname[i] for i in range(self.dm.num_classes)]
+        print(f"Building {type(self).__name__} on CLIP {cfg.MODEL.BACKBONE.NAME} ({self.precision.name})")
+        self.model = self.build_prompted_clip(clip_model, classnames).to(self.device)
+        if self.is_retrieval:
+            self.caption_tokens = {split: self._tokenize_split(split) for split in ("train", "test")}
+        self.scaler = self.precision.grad_scaler()
+        for name, module, optim_cfg in self.optimized_modules():
+            optim = build_optimizer(module, optim_cfg)
+            self.register_model(name, module, optim, build_lr_scheduler(optim, optim_cfg))
+            print(f"# learnable params in {name}: {count_num_param(module):,}")
+        if not self._models:
+            print("No learnable parameters: evaluation only")
+
+    def _tokenize_split(self, split: str) -> torch.Tensor:
+        items = self.dm.dataset.train_x if split == "train" else self.dm.dataset.test
+        tokenized = self.model.tokenize([item.caption for item in items])
+        if tokenized.num_truncated:
+            print(f"{tokenized.num_truncated} of {len(items)} {split} captions exceed the text context "
+                  f"({self.model.text_encoder.context_length} tokens incl. {self.model.num_text_ctx} context "
+                  "vectors) and were truncated")
+        return tokenized.tokens
+
+    # ---- training step -------------------------------------------------------------------------
+    def parse_batch_train(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def parse_retrieval_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images, their captions' tokens (looked up by dataset index) and labels."""
+        tokens = self.caption_tokens["train"][batch["index"]]
+        return batch["img"].to(self.device), tokens.to(self.device), batch["label"].to(self.device)
+
+    def forward_backward(self, batch: dict) -> dict[str, float]:
+        with self.precision.autocast():
+            loss, summary = self.compute_loss(batch)
+        self.backward_and_update(loss)
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return summary
+
+    def backward_and_update(self, loss: torch.Tensor, names=None) -> None:
+        self.detect_anomaly(loss)
+        self.model_zero_grad(names)
+        if self.scaler is None:
+            loss.backward()
+            self.model_update(names)
+            return
+        self.scaler.scale(loss).backward()
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self.scaler.step(self._optims[name])
+        self.scaler.update()
+
+    def model_inference(self, images: torch.Tensor) -> torch.Tensor:
+        with self.precision.autocast():
+            return self.model(images).float()
+
+    # ---- evaluation ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def test(self, split: str | None = None) -> float:
+        self.set_model_mode("eval")
+        self.model.eval()
+        split = split or self.cfg.TEST.SPLIT
+        if split == "val" and self.val_loader is None:
+            split = "test"
+        with self.precision.autocast():
+            results = self.test_retrieval(split) if self.is_retrieval else self.test_classification(split)
+        for key, value in results.items():
+            if isinstance(value, (int, float)):
+                self.write_scalar(f"{split}/{key}", value, self.epoch)
+        if split == "test":
+            self.write_results(results)
+        return results["mean_recall"] if self.is_retrieval else results["accuracy"]
+
+    def test_classification(self, split: str) -> dict[str, Any]:
+        self.evaluator.reset()
+        loader = self.val_loader if split == "val" else self.test_loader
+        print(f"Evaluate on the *{split}* set")
+        for batch in tqdm(loader):
+            images, labels = self.parse_batch_test(batch)
+            self.evaluator.process(self.model_inference(images), labels)
+        return {"task": "classification", **{k: float(v) for k, v in self.evaluator.evaluate().items()}}
+
+    def encode_test_images(self, loader) -> torch.Tensor:
+        features: torch.Tensor | None = None
+        for batch in tqdm(loader, desc="images"):
+            out = self.model.encode_image(batch["img"].to(self.device)).float().cpu()
+            if features is None:
+                features = torch.empty(len(loader.dataset), out.shape[1])
+            features[batch["index"]] = out
+        return features
+
+    def encode_captions(self, tokens: torch.Tensor) -> torch.Tensor:
+        size = self.cfg.TEST.TEXT_BATCH_SIZE
+        chunks = [self.model.encode_text(tokens[i:i + size].to(self.device)).float().cpu()
+                  for i in tqdm(range(0, len(tokens), size), desc="captions")]
+        return torch.cat(chunks)
+
+    def test_retrieval(self, split: str) -> dict[str, Any]:
+        from ..retrieval_metrics import hard_negative_recall, recall_at_k
+
+        print("Evaluate image-text retrieval on the *test* set")
+        items = self.dm.dataset.test
+        image_features = self.encode_test_images(self.test_loader)
+        text_features = self.encode_captions(self.caption_tokens["test"])
+        ks = tuple(self.cfg.TEST.RETRIEVAL_KS)
+        recall = recall_at_k(image_features, text_features, ks=ks, chunk_size=self.cfg.TEST.RETRIEVAL_CHUNK)
+        results: dict[str, Any] = {
+            "task": "retrieval",
+            "i2t": {f"R@{k}": float(recall["i2t"][k]) for k in ks},
+            "t2i": {f"R@{k}": float(recall["t2i"][k]) for k in ks},
+            "mean_recall": float(recall["mean_recall"]),
+            "num_images": len(items),
+            "num_captions": len(items),
+        }
+        negatives = [[n for n in item.negatives if n != item.caption] for item in items]
+        if any(negatives):
+            flat = [n for group in negatives for n in group]
+            neg_features = self.encode_captions(self.model.tokenize(flat).tokens)
+            per_image, start = [], 0
+            for group in negatives:
+                per_image.append(neg_features[start:start + len(group)])
+                start += len(group)
+            hard = hard_negative_recall(image_features, text_features, per_image)
+            results["hard_negative_i2t"] = {f"R@{k}": float(v) for k, v in hard.items() if isinstance(k, int)}
+        lines = ["=> result"]
+        for direction in ("i2t", "t2i"):
+            lines += [f"* {direction} {k}: {v:.2f}%" for k, v in results[direction].items()]
+        lines.append(f"* mean_recall: {results['mean_recall']:.2f}%")
+        for k, v in results.get("hard_negative_i2t", {}).items():
+            lines.append(f"* hard_negative_i2t {k}: {v:.2f}%")
+        print("\n".join(lines))
+        return results
+
+    def write_results(self, results: dict[str, Any]) -> None:
+        cfg = self.cfg
+        meta = {
+            "trainer": cfg.TRAINER.NAME,
+            "dataset": cfg.DATASET.NAME,
+            "backbone": cfg.MODEL.BACKBONE.NAME,
+            "num_shots": cfg.DATASET.NUM_SHOTS,
+            "seed": cfg.SEED,
+            "epoch": self.epoch + 1 if self._models else 0,
+        }
+        if getattr(cfg.DATASET, "FDRD_DOMAIN", ""):
+            meta["domain"] = cfg.DATASET.FDRD_DOMAIN
+        path = Path(self.output_dir) / RESULTS_FILE
+        atomic_write_text(path, json.dumps({**meta, **results}, indent=2) + "\n")
+        print(f"Results written to {path}")
+
+    # ---- checkpoints (weights_only-safe, atomic, resumable) -----------------------------------
+    def save_model(self, epoch: int, directory: str, is_best: bool = False, val_result=None, model_name: str = ""):
+        for name in self.get_model_names():
+            state = {
+                "state_dict": self._models[name].state_dict(),
+                "epoch": epoch + 1,
+                "optimizer": self._optims[name].state_dict() if self._optims[name] else None,
+                "scheduler": self._scheds[name].state_dict() if self._scheds[name] else None,
+                "val_result": val_result,
+                "scaler": self.scaler.state_dict() if self.scaler else None,
+                "rng": rng_state(),
+            }
+            path = save_checkpoint(state, Path(directory) / name, model_name or f"model.pth.tar-{epoch + 1}")
+            print(f"Checkpoint saved to {path}")
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        names = self.get_model_names()
+        paths = {name: latest_checkpoint(Path(directory) / name) for name in names}
+        if not names or any(p is None for p in paths.values()):
+            print("No checkpoint found, train from scratch")
+            return 0
+        print(f"Found checkpoint at {directory} (will resume training)")
+        start_epoch = 0
+        for name, path in paths.items():
+            ckpt = load_checkpoint(path)
+            self._models[name].load_state_dict(ckpt["state_dict"])
+            if self._optims[name] is not None and ckpt.get("optimizer"):
+                self._optims[name].load_state_dict(ckpt["optimizer"])
+            if self._scheds[name] is not None and ckpt.get("scheduler"):
+                self._scheds[name].load_state_dict(ckpt["scheduler"])
+            if self.scaler is not None and ckpt.get("scaler"):
+                self.scaler.load_state_dict(ckpt["scaler"])
+            if ckpt.get("rng"):
+                restore_rng_state(ckpt["rng"])
+            start_epoch = ckpt["epoch"]
+            print(f"Resumed {name} from {path} (epoch {start_epoch})")
+        return start_epoch
+
+    def load_model(self, directory: str, epoch: int | None = None) -> None:
+        if not directory:
+            print("Note that load_model() is skipped as no pretrained model is given")
+            return
+        filename = "model-best.pth.tar" if epoch is None or epoch < 0 else f"model.pth.tar-{epoch}"
+        for name in self.get_model_names():
+            path = Path(directory) / name / filename
+            if not path.is_file():
+                raise CheckpointError(f"No model at {path}. Trained models are saved as "
+                                      f"{Path(directory) / name}/model.pth.tar-<epoch>; check --load-epoch.")
+            ckpt = load_checkpoint(path)
+            self._models[name].load_state_dict(ckpt["state_dict"])
+            self.epoch = ckpt["epoch"] - 1
+            print(f"Loaded {path} into {name} (epoch {ckpt['epoch']})")
+
+    def after_train(self) -> None:
+        print("Finish training")
+        if not self.cfg.TEST.NO_TEST:
+            if self.cfg.TEST.FINAL_MODEL == "best_val":
+                print("Deploy the model with the best val performance")
+                self.load_model(self.output_dir)
+            else:
+                print("Deploy the last-epoch model")
+            self.test()
+        print(f"Elapsed: {datetime.timedelta(seconds=round(time.time() - self.time_start))}")
+        self.close_writer()

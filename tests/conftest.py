@@ -66,3 +66,22 @@ def _offline_hub(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     yield
+
+
+def run_train(*args: str, check: bool = True, timeout: int = 240):
+    """Run ``python train.py ARGS`` as a user would, in a subprocess; returns the CompletedProcess."""
+    import subprocess
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+#: Overrides that make any recipe run on the tiny CLIP and tiny images in seconds.
+TINY_OVERRIDES = (
+    "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "4",
+    "DATALOADER.TEST.BATCH_SIZE", "8", "TRAIN.PRINT_FREQ", "1", "USE_CUDA", "False",
+)

@@ -1,0 +1,106 @@
+"""CoOp and zero-shot CLIP through train.py and the real Dassl: train, --eval-only, --resume, bad input."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+import torch
+from conftest import HAS_DASSL, TINY_OVERRIDES, run_train
+from fake_coop_data import make_split_dataset
+
+pytestmark = [pytest.mark.dassl, pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed")]
+
+CLASSES = ["abyssinian", "beagle", "sphynx"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    make_split_dataset(root, "oxford_pets", "images", "split_zhou_OxfordPets.json", CLASSES, counts=(6, 3, 4))
+    return root
+
+
+def coop_args(data_root, ckpt, out, *extra):
+    return ("--root", str(data_root), "--seed", "1", "--trainer", "CoOp",
+            "--dataset-config-file", "configs/datasets/oxford_pets.yaml",
+            "--config-file", "configs/trainers/CoOp/vit_b32.yaml", "--output-dir", str(out), *extra,
+            "MODEL.BACKBONE.NAME", str(ckpt), *TINY_OVERRIDES, "OPTIM.MAX_EPOCH", "4", "OPTIM.LR", "0.05",
+            "TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.PREC", "fp32", "DATASET.NUM_SHOTS", "4",
+            "TRAIN.CHECKPOINT_FREQ", "1")
+
+
+def final_accuracy(stdout: str) -> float:
+    return float(re.findall(r"\* accuracy: ([\d.]+)%", stdout)[-1])
+
+
+@pytest.fixture(scope="module")
+def trained_run(data_root, tiny_clip_state_dict_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "coop"
+    proc = run_train(*coop_args(data_root, tiny_clip_state_dict_path, out))
+    return out, proc
+
+
+def test_train_writes_checkpoints_results_and_logs(trained_run):
+    out, proc = trained_run
+    assert (out / "prompt_learner" / "model.pth.tar-4").is_file()
+    assert (out / "prompt_learner" / "checkpoint").read_text().strip() == "model.pth.tar-4"
+    assert list((out / "tensorboard").iterdir())
+    results = json.loads((out / "results.json").read_text())
+    assert results["task"] == "classification" and results["trainer"] == "CoOp" and results["num_shots"] == 4
+    assert results["accuracy"] == pytest.approx(final_accuracy(proc.stdout), abs=0.05)  # log prints 1 decimal
+    assert "epoch [4/4]" in proc.stdout
+    ckpt = torch.load(out / "prompt_learner" / "model.pth.tar-4", weights_only=True)
+    assert set(ckpt["state_dict"]) == {"ctx"} and ckpt["state_dict"]["ctx"].shape == (4, 64)
+
+
+def test_eval_only_reproduces_final_accuracy(trained_run, data_root, tiny_clip_state_dict_path, tmp_path):
+    out, proc = trained_run
+    evaluated = run_train(*coop_args(data_root, tiny_clip_state_dict_path, tmp_path / "eval", "--eval-only",
+                                     "--model-dir", str(out), "--load-epoch", "4"))
+    trained = json.loads((out / "results.json").read_text())
+    reloaded = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert reloaded["accuracy"] == trained["accuracy"] and reloaded["macro_f1"] == trained["macro_f1"]
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(trained_run, data_root, tiny_clip_state_dict_path,
+                                                             tmp_path):
+    out, _ = trained_run
+    interrupted = tmp_path / "interrupted"
+    shutil.copytree(out / "prompt_learner", interrupted / "prompt_learner")
+    # the run "died" after epoch 2: later checkpoints never got written
+    for epoch in (3, 4):
+        (interrupted / "prompt_learner" / f"model.pth.tar-{epoch}").unlink()
+    (interrupted / "prompt_learner" / "checkpoint").write_text("model.pth.tar-2\n")
+    proc = run_train(*coop_args(data_root, tiny_clip_state_dict_path, interrupted))
+    assert "Resumed prompt_learner" in proc.stdout and "epoch [3/4]" in proc.stdout and "epoch [1/4]" not in proc.stdout
+    resumed = torch.load(interrupted / "prompt_learner" / "model.pth.tar-4", weights_only=True)["state_dict"]["ctx"]
+    reference = torch.load(out / "prompt_learner" / "model.pth.tar-4", weights_only=True)["state_dict"]["ctx"]
+    assert torch.equal(resumed, reference)
+
+
+def test_zero_shot_eval_only(data_root, tiny_clip_jit_path, tmp_path):
+    proc = run_train("--root", str(data_root), "--trainer", "ZeroshotCLIP",
+                     "--dataset-config-file", "configs/datasets/oxford_pets.yaml",
+                     "--config-file", "configs/trainers/ZeroshotCLIP/vit_b32.yaml", "--output-dir", str(tmp_path),
+                     "--eval-only", "MODEL.BACKBONE.NAME", str(tiny_clip_jit_path), *TINY_OVERRIDES)
+    assert "No learnable parameters" in proc.stdout
+    accuracy = json.loads((tmp_path / "results.json").read_text())["accuracy"]
+    assert accuracy == pytest.approx(final_accuracy(proc.stdout), abs=0.05)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--trainer", "NoSuchTrainer"), "Unknown trainer 'NoSuchTrainer'. Available:"),
+    (("TRAINER.COOP.NOT_A_KEY", "1"), "NOT_A_KEY"),
+    (("MODEL.BACKBONE.NAME", "ViT-Q/7"), "neither an existing file nor a CLIP model name"),
+])
+def test_bad_input_gives_one_clear_message(data_root, tiny_clip_state_dict_path, tmp_path, extra, message):
+    args = list(coop_args(data_root, tiny_clip_state_dict_path, tmp_path))
+    if extra[0].startswith("--"):
+        args[args.index(extra[0]) + 1] = extra[1]
+    else:
+        args += list(extra)
+    proc = run_train(*args, check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr

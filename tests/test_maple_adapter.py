@@ -88,3 +88,23 @@ def test_clip_adapter_mixes_adapted_and_frozen_image_features():
     torch.testing.assert_close(logits, model.logit_scale * expected @ text.t(), rtol=1e-5, atol=1e-4)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable == ["learnable.adapter.fc.0.weight", "learnable.adapter.fc.2.weight"]
+
+
+@pytest.mark.parametrize("method", ["coop", "maple", "adapter"])
+def test_low_precision_forward_and_backward_on_cpu(method):
+    """bf16 frozen weights (as fp16 on GPU): features come out fp32 and gradients reach the fp32 parameters."""
+    from trainers.backbone.precision import cast_clip_weights, resolve_precision
+    from trainers.clip_adapter import AdaptedCLIP
+    from trainers.coop import CoOpCLIP
+    from trainers.maple import CoupledPromptCLIP
+
+    clip = cast_clip_weights(tiny_clip_model(), resolve_precision("bf16", torch.device("cpu")))
+    assert clip.token_embedding.weight.dtype == torch.float32  # as OpenAI's convert_weights leaves it
+    model = {"coop": lambda: CoOpCLIP(clip, CLASSES, n_ctx=4),
+             "maple": lambda: CoupledPromptCLIP(clip, CLASSES, depth=2),
+             "adapter": lambda: AdaptedCLIP(clip, CLASSES, "a photo of a {}.", 0.2, 4)}[method]()
+    logits = model(torch.randn(2, 3, 32, 32))
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+    logits.sum().backward()
+    grads = [p.grad for p in model.learnable.parameters()]
+    assert all(g is not None and g.dtype == torch.float32 and g.abs().sum() > 0 for g in grads)

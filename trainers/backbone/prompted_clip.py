@@ -67,7 +67,7 @@ class PromptedCLIP(nn.Module):
 
     def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         if self.vision_encoder is None:
-            features = self.clip.visual(images.to(self.dtype))
+            features = self.clip.visual(images.to(self.clip.visual.conv1.weight.dtype))
         else:
             provider = self.visual_prompts(images)
             features = self.vision_encoder(images, provider, carry=self.carry_visual_prompts)

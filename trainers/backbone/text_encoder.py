@@ -68,7 +68,8 @@ class PromptedTextEncoder(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.token_embedding.weight.dtype
+        # OpenAI's convert_weights leaves the token embedding in fp32; the projections carry the run's dtype
+        return self.text_projection.dtype
 
     @property
     def width(self) -> int:

@@ -1,0 +1,44 @@
+"""Residual bottleneck adapters in the CLIP-Adapter form (Gao et al., 2021).
+
+One class serves both CLIP-Adapter (on image features) and DCAR's CAA block (on text features), so the two
+methods cannot drift apart.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+__all__ = ["ResidualAdapter"]
+
+
+class ResidualAdapter(nn.Module):
+    """``a = (1 - ratio) * x + ratio * MLP(x)`` with ``MLP = Linear(d, d/r) → ReLU → Linear(d/r, d) → ReLU``.
+
+    Both linears have no bias, as in CLIP-Adapter; the sub-module is named ``fc`` like theirs so their
+    checkpoints load. The residual mix keeps the frozen CLIP feature dominant (ratio ≈ 0.2), which is what lets a
+    small adapter train on few examples without destroying zero-shot knowledge.
+
+    The output has the dtype of the input: the adapter's own weights may stay float32 while CLIP runs in fp16.
+    """
+
+    def __init__(self, dim: int, reduction: int = 4, ratio: float = 0.2) -> None:
+        super().__init__()
+        if dim % reduction != 0:
+            raise ValueError(f"dim ({dim}) must be divisible by reduction ({reduction})")
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"ratio must be in [0, 1], got {ratio}")
+        self.ratio = ratio
+        hidden = dim // reduction
+        self.fc = nn.Sequential(
+            nn.Linear(dim, hidden, bias=False),
+            nn.ReLU(),
+            nn.Linear(hidden, dim, bias=False),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight_dtype = self.fc[0].weight.dtype
+        adapted = self.fc(x.to(weight_dtype)).to(x.dtype)
+        return (1.0 - self.ratio) * x + self.ratio * adapted
+
+    def extra_repr(self) -> str:
+        return f"ratio={self.ratio}"

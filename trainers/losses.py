@@ -1,0 +1,142 @@
+"""Losses shared by the retrieval and classification trainers.
+
+All losses are computed in float32, whatever the feature dtype: CLIP often runs in fp16, and a softmax over
+logits scaled by 100 loses most of its precision in fp16. Gradients still flow back to fp16 inputs through the
+cast.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "symmetric_info_nce",
+    "category_weighted_logits",
+    "category_weighted_contrastive",
+    "class_aware_loss",
+]
+
+Direction = Literal["both", "i2t", "t2i"]
+
+
+def symmetric_info_nce(
+    image_features: Tensor,
+    text_features: Tensor,
+    logit_scale: Tensor | float,
+    directions: Direction = "both",
+) -> Tensor:
+    """CLIP's in-batch contrastive loss, DCAR's L_con: ½[CE(s·I·Tᵀ, diag) + CE(s·T·Iᵀ, diag)].
+
+    Args:
+        image_features: [B, D] L2-normalised image features. The loss does not renormalise, so the gradient is
+            exactly that of the caller's graph.
+        text_features: [B, D] L2-normalised features of the paired captions (row b matches image b).
+        logit_scale: the *already exponentiated* scale s (CLIP's is 100), a float or a 0-d tensor.
+        directions: ``"both"`` (the standard), or ``"i2t"`` / ``"t2i"`` for the one-directional ablation
+            (dcar.md §3 suggests the authors' prompt baselines may have used an I2T-only loss).
+
+    Targets are the plain in-batch diagonal: two pairs sharing an image in one batch are treated as negatives of
+    each other, as in CLIP.
+    """
+    if image_features.shape != text_features.shape or image_features.dim() != 2:
+        raise ValueError(
+            f"expected two [B, D] tensors of equal shape, got {tuple(image_features.shape)} and "
+            f"{tuple(text_features.shape)}"
+        )
+    logits_per_image = logit_scale * (image_features.float() @ text_features.float().T)
+    targets = torch.arange(logits_per_image.shape[0], device=logits_per_image.device)
+    if directions == "i2t":
+        return F.cross_entropy(logits_per_image, targets)
+    if directions == "t2i":
+        return F.cross_entropy(logits_per_image.T, targets)
+    if directions == "both":
+        return 0.5 * (F.cross_entropy(logits_per_image, targets) + F.cross_entropy(logits_per_image.T, targets))
+    raise ValueError(f"directions must be 'both', 'i2t' or 't2i', got {directions!r}")
+
+
+def category_weighted_logits(
+    image_features: Tensor,
+    candidate_features: Tensor,
+    same_category: Tensor,
+    alpha: float,
+    logit_scale: Tensor | float,
+    valid: Tensor | None = None,
+) -> Tensor:
+    """Logits of DCAR's L_cate: ``w_bk · s · cos(I_b, a_bk)``, ``w = 1 + alpha`` for same-category captions, else 1.
+
+    The cosine is taken here (both sides are L2-normalised) because the candidates come straight out of the CAA
+    adapter, whose output is not unit-norm. Invalid candidates (padding, dropped negatives) get ``-inf``.
+
+    Shapes: image_features [B, D], candidate_features [B, K+1, D], same_category and valid [B, K+1] bool.
+    Returns float32 logits [B, K+1].
+    """
+    if candidate_features.dim() != 3 or image_features.dim() != 2:
+        raise ValueError("expected image_features [B, D] and candidate_features [B, K+1, D]")
+    if same_category.shape != candidate_features.shape[:2]:
+        raise ValueError(
+            f"same_category must be {tuple(candidate_features.shape[:2])}, got {tuple(same_category.shape)}"
+        )
+    images = F.normalize(image_features.float(), dim=-1)
+    candidates = F.normalize(candidate_features.float(), dim=-1)
+    cosine = torch.einsum("bd,bkd->bk", images, candidates)
+    weights = 1.0 + alpha * same_category.to(cosine.dtype)
+    logits = weights * logit_scale * cosine
+    if valid is not None:
+        if valid.shape != logits.shape:
+            raise ValueError(f"valid must be {tuple(logits.shape)}, got {tuple(valid.shape)}")
+        logits = logits.masked_fill(~valid.bool(), float("-inf"))
+    return logits
+
+
+def category_weighted_contrastive(
+    image_features: Tensor,
+    candidate_features: Tensor,
+    same_category: Tensor,
+    alpha: float,
+    logit_scale: Tensor | float,
+    valid: Tensor | None = None,
+) -> Tensor:
+    """DCAR's category-aware loss L_cate (dcar.md §1.2, decision 8).
+
+    Per image b, candidate 0 is the positive caption and 1..K its generated negatives; the loss is the softmax
+    cross-entropy with target 0 over :func:`category_weighted_logits`, averaged over the batch. Up-weighting the
+    same-category logits by (1 + alpha) sharpens the competition between the positive and its attribute-swapped
+    negatives (same class, different description), which is what "learning sub-category distinctions" asks for.
+    """
+    logits = category_weighted_logits(image_features, candidate_features, same_category, alpha, logit_scale, valid)
+    if valid is not None and not bool(valid[:, 0].all()):
+        raise ValueError("candidate 0 (the positive) must be valid for every image")
+    targets = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits, targets)
+
+
+def class_aware_loss(logits: Tensor, selected: Tensor, labels: Tensor) -> Tensor:
+    """DPT's auxiliary CAVPT loss L_cav (dpt.md §1.7).
+
+    Args:
+        logits: [B, n_layers, K, C] class logits of every class-aware token in every CAVPT layer.
+        selected: [B, K] long, the class each token was generated for (the zero-shot top-K).
+        labels: [B] long ground truth.
+
+    Returns the mean, over ``{(b, layer, k) : selected[b, k] == labels[b]}``, of ``CE(logits[b, layer, k], labels[b])``:
+    only the token built for the true class is supervised. When no sample has its label among the selected
+    classes the set is empty; the original code then divides 0 by 0 (NaN, dpt.md §4 bug 4). Here the result is a
+    zero that is still connected to ``logits`` so ``backward()`` works and gives zero gradients.
+    """
+    if logits.dim() != 4:
+        raise ValueError(f"logits must be [B, n_layers, K, C], got shape {tuple(logits.shape)}")
+    batch, num_layers, num_tokens, num_classes = logits.shape
+    if selected.shape != (batch, num_tokens) or labels.shape != (batch,):
+        raise ValueError(
+            f"selected must be [{batch}, {num_tokens}] and labels [{batch}], "
+            f"got {tuple(selected.shape)} and {tuple(labels.shape)}"
+        )
+    is_true_class = (selected == labels.unsqueeze(1)).unsqueeze(1).expand(batch, num_layers, num_tokens)
+    if not bool(is_true_class.any()):
+        return (logits.sum() * 0.0).float()
+    rows = logits[is_true_class].float()  # [n, C]
+    targets = labels.unsqueeze(1).unsqueeze(2).expand(batch, num_layers, num_tokens)[is_true_class]
+    return F.cross_entropy(rows, targets)

@@ -3,20 +3,25 @@
 Importing this package registers every dataset under its CoOp class name, so ``cfg.DATASET.NAME``
 selects it. Shared split/few-shot logic lives in ``datasets.coop_split``.
 """
-from . import (  # noqa: F401  (imported for their registration side effect)
-    caltech101,
-    dtd,
-    eurosat,
-    fgvc_aircraft,
-    food101,
-    imagenet,
-    imagenet_variants,
-    oxford_flowers,
-    oxford_pets,
-    stanford_cars,
-    sun397,
-    ucf101,
-)
+import importlib.util
+
+# Registration needs Dassl; without it the pure modules (fdrd_formats, coop_split's helpers) still import.
+if importlib.util.find_spec("dassl") is not None:
+    from . import (  # noqa: F401  (imported for their registration side effect)
+        caltech101,
+        dtd,
+        fdrd,
+        eurosat,
+        fgvc_aircraft,
+        food101,
+        imagenet,
+        imagenet_variants,
+        oxford_flowers,
+        oxford_pets,
+        stanford_cars,
+        sun397,
+        ucf101,
+    )
 
 COOP_DATASET_NAMES = (
     "ImageNet",

@@ -190,13 +190,17 @@ class CLIPTrainer(TrainerX):
                   for i in tqdm(range(0, len(tokens), size), desc="captions")]
         return torch.cat(chunks)
 
+    def encode_test_captions(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The gallery captions (one per test image, same order); a hook for pairing-aware encoders."""
+        return self.encode_captions(tokens)
+
     def test_retrieval(self, split: str) -> dict[str, Any]:
         from ..retrieval_metrics import hard_negative_recall, recall_at_k
 
         print("Evaluate image-text retrieval on the *test* set")
         items = self.dm.dataset.test
         image_features = self.encode_test_images(self.test_loader)
-        text_features = self.encode_captions(self.caption_tokens["test"])
+        text_features = self.encode_test_captions(self.caption_tokens["test"])
         ks = tuple(self.cfg.TEST.RETRIEVAL_KS)
         recall = recall_at_k(image_features, text_features, ks=ks, chunk_size=self.cfg.TEST.RETRIEVAL_CHUNK)
         results: dict[str, Any] = {
@@ -216,7 +220,8 @@ class CLIPTrainer(TrainerX):
                 per_image.append(neg_features[start:start + len(group)])
                 start += len(group)
             hard = hard_negative_recall(image_features, text_features, per_image)
-            results["hard_negative_i2t"] = {f"R@{k}": float(v) for k, v in hard.items() if isinstance(k, int)}
+            results["hard_negative_i2t"] = {f"R@{k}": float(v) for k, v in hard["i2t"].items()}
+            results["hard_negative_coverage"] = float(hard["with_negatives"])
         lines = ["=> result"]
         for direction in ("i2t", "t2i"):
             lines += [f"* {direction} {k}: {v:.2f}%" for k, v in results[direction].items()]

@@ -1,0 +1,163 @@
+"""Retrieval through train.py and real Dassl on tiny FDRD-format data: every baseline, and DCAR's parts."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import HAS_DASSL, ROOT, TINY_OVERRIDES, run_train
+from fake_fdrd import make_fake_fdrd
+
+pytestmark = [pytest.mark.dassl, pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed")]
+
+
+@pytest.fixture(scope="module")
+def fdrd_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fdrd_data")
+    make_fake_fdrd(root, domain="dtd", classes=4, train_per_class=4, test_per_class=3, fmt="A")
+    make_fake_fdrd(root, domain="pets", classes=4, train_per_class=4, test_per_class=3, fmt="B")
+    return root
+
+
+def retrieval_args(root, ckpt, out, trainer, cfg, domain="dtd", *extra):
+    return ("--root", str(root), "--seed", "1", "--trainer", trainer,
+            "--dataset-config-file", f"configs/datasets/fdrd_{domain}.yaml",
+            "--config-file", f"configs/trainers/{trainer}/{cfg}.yaml", "--output-dir", str(out), *extra,
+            "MODEL.BACKBONE.NAME", str(ckpt), *TINY_OVERRIDES, "OPTIM.MAX_EPOCH", "2")
+
+
+def check_results(path: Path, trainer: str) -> dict:
+    results = json.loads(path.read_text())
+    assert results["task"] == "retrieval" and results["trainer"] == trainer
+    for direction in ("i2t", "t2i"):
+        values = [results[direction][f"R@{k}"] for k in (1, 5, 10)]
+        assert values == sorted(values) and 0 <= values[0] and values[-1] <= 100
+    assert results["num_images"] == results["num_captions"] == 12
+    return results
+
+
+@pytest.mark.parametrize("trainer, cfg, extra", [
+    ("ZeroshotCLIP", "vit_b32", ("--eval-only",)),
+    ("CoOp", "fdrd_vit_b32", ("TRAINER.COOP.N_CTX", "4")),
+    ("CLIPAdapter", "fdrd_vit_b32", ()),
+    ("MaPLe", "fdrd_vit_b32", ("TRAINER.MAPLE.PROMPT_DEPTH", "2")),
+])
+def test_retrieval_baselines_train_and_report_recall(fdrd_root, tiny_clip_state_dict_path, tmp_path, trainer, cfg,
+                                                       extra):
+    flags = tuple(x for x in extra if x.startswith("--"))
+    overrides = tuple(x for x in extra if not x.startswith("--"))
+    proc = run_train(*retrieval_args(fdrd_root, tiny_clip_state_dict_path, tmp_path, trainer, cfg, "dtd", *flags),
+                     *overrides)
+    assert "=> result" in proc.stdout and "* i2t R@1:" in proc.stdout
+    check_results(tmp_path / "results.json", trainer)
+
+
+def test_hard_negative_report_on_format_b(fdrd_root, tiny_clip_state_dict_path, tmp_path):
+    run_train(*retrieval_args(fdrd_root, tiny_clip_state_dict_path, tmp_path, "ZeroshotCLIP", "vit_b32", "pets",
+                              "--eval-only"))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert "hard_negative_i2t" in results and 0 <= results["hard_negative_i2t"]["R@1"] <= 100
+
+
+def epoch_losses(stdout: str) -> list[float]:
+    """Average training loss of each epoch (Dassl prints running averages; keep each epoch's last)."""
+    last = {}
+    for epoch, avg in re.findall(r"epoch \[(\d+)/\d+\].* loss [\d.]+ \(([\d.]+)\)", stdout):
+        last[int(epoch)] = float(avg)
+    return [last[e] for e in sorted(last)]
+
+
+def test_dcar_trains_decreases_loss_and_round_trips(fdrd_root, tiny_clip_state_dict_path, tmp_path):
+    args = retrieval_args(fdrd_root, tiny_clip_state_dict_path, tmp_path / "run", "DCAR", "vit_b32", "dtd")
+    proc = run_train(*args, "OPTIM.MAX_EPOCH", "8", "OPTIM.LR", "0.05", "TRAINER.DCAR.PROMPT_DEPTH", "2",
+                     "OPTIM.WARMUP_EPOCH", "0", "TRAINER.DCAR.LAMBDA", "0.5")
+    losses = epoch_losses(proc.stdout)
+    assert len(losses) == 8 and losses[-1] < losses[0]
+    assert "DTR on; CAA on, K=4" in proc.stdout and "loss_cate" in proc.stdout
+    trained = check_results(tmp_path / "run" / "results.json", "DCAR")
+    assert (tmp_path / "run" / "category_siblings.json").is_file()
+    evaluated = run_train(*retrieval_args(fdrd_root, tiny_clip_state_dict_path, tmp_path / "eval", "DCAR", "vit_b32",
+                                          "dtd", "--eval-only", "--model-dir", str(tmp_path / "run"),
+                                          "--load-epoch", "8"), "TRAINER.DCAR.PROMPT_DEPTH", "2")
+    assert "Loaded" in evaluated.stdout
+    reloaded = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert reloaded["i2t"] == trained["i2t"] and reloaded["t2i"] == trained["t2i"]
+
+
+def test_missing_caption_file_fails_before_model_with_clear_message(tmp_path, tiny_clip_state_dict_path):
+    proc = run_train(*retrieval_args(tmp_path, tiny_clip_state_dict_path, tmp_path / "out", "DCAR", "vit_b32", "sun397"),
+                     check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "sun397" in proc.stderr.lower() and "Building DCAR" not in proc.stdout
+
+
+# ---- DCAR's parts, in-process on a built trainer ------------------------------------------------
+
+def build_dcar(root, ckpt, out, *overrides):
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from dassl.engine import build_trainer
+
+    import datasets  # noqa: F401
+    import trainers  # noqa: F401
+    from train import build_parser, setup_cfg
+
+    args = build_parser().parse_args(list(retrieval_args(root, ckpt, out, "DCAR", "vit_b32", "dtd"))
+                                     + ["TRAINER.DCAR.PROMPT_DEPTH", "2", *overrides])
+    torch.manual_seed(0)
+    return build_trainer(setup_cfg(args))
+
+
+def first_batch(trainer):
+    return next(iter(trainer.train_loader_x))
+
+
+def test_dcar_loss_is_con_plus_lambda_cate(fdrd_root, tiny_clip_state_dict_path, tmp_path):
+    trainer = build_dcar(fdrd_root, tiny_clip_state_dict_path, tmp_path, "TRAINER.DCAR.LAMBDA", "0.7")
+    loss, summary = trainer.compute_loss(first_batch(trainer))
+    assert loss.item() == pytest.approx(summary["loss_con"] + 0.7 * summary["loss_cate"], rel=1e-6)
+
+
+def test_dcar_ablation_switches_remove_their_parts(fdrd_root, tiny_clip_state_dict_path, tmp_path):
+    full = build_dcar(fdrd_root, tiny_clip_state_dict_path, tmp_path / "a")
+    bare = build_dcar(fdrd_root, tiny_clip_state_dict_path, tmp_path / "b",
+                      "TRAINER.DCAR.USE_DTR", "False", "TRAINER.DCAR.USE_CAA", "False")
+    count = lambda t: sum(p.numel() for p in t.model.learnable.parameters())  # noqa: E731
+    caa = full.model.learnable.caa
+    assert count(full) - count(bare) == sum(p.numel() for p in caa.parameters()) > 0
+    assert not hasattr(bare.model.learnable, "caa") and bare.negatives is None and bare.token_reweighting is None
+    _, summary = bare.compute_loss(first_batch(bare))
+    assert set(summary) == {"loss_con", "loss"} and summary["loss"] == summary["loss_con"]
+
+    batch = first_batch(full)
+    images, tokens, _ = full.parse_retrieval_batch(batch)
+    weights = full.token_weights(images, tokens)
+    assert weights.shape == tokens.shape
+    special = (tokens == 0) | (tokens == 49406) | (tokens == 49407)
+    assert torch.all(weights[special] == 1) and not torch.all(weights == 1)
+    assert bare.token_weights(images, tokens) is None
+
+
+def test_dcar_category_loss_marks_same_category_candidates(fdrd_root, tiny_clip_state_dict_path, tmp_path, monkeypatch):
+    import trainers.dcar as dcar
+
+    trainer = build_dcar(fdrd_root, tiny_clip_state_dict_path, tmp_path)
+    captured = {}
+    original = dcar.category_weighted_contrastive
+
+    def spy(image_features, candidates, same, alpha, scale, valid):
+        captured.update(same=same.cpu(), valid=valid.cpu(), alpha=alpha)
+        return original(image_features, candidates, same, alpha, scale, valid)
+
+    monkeypatch.setattr(dcar, "category_weighted_contrastive", spy)
+    batch = first_batch(trainer)
+    trainer.compute_loss(batch)
+    same, valid = captured["same"], captured["valid"]
+    assert captured["alpha"] == 0.5 and same.shape == (len(batch["index"]), 5)
+    assert bool(same[:, 0].all()) and bool(valid[:, 0].all())
+    # K = 2 category swaps (other class: weight 1) + 2 attribute swaps (same class: weight 1 + alpha)
+    assert torch.equal(same[:, 1:3], torch.zeros_like(same[:, 1:3]))
+    assert torch.equal(same[:, 3:5] & valid[:, 3:5], valid[:, 3:5])

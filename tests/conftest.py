@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 SHARED_FDRD = ROOT.parent / "shared" / "fdrd"
+
+# Caches (image features, ...) of runs started by the tests stay out of the user's home.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="prompt-clip-test-cache-")
 HAS_DASSL = importlib.util.find_spec("dassl") is not None
 
 requires_dassl = pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed (make install DASSL_SRC=...)")

@@ -80,14 +80,24 @@ def test_resume_after_interruption_matches_uninterrupted_run(trained_run, data_r
     assert torch.equal(resumed, reference)
 
 
-def test_zero_shot_eval_only(data_root, tiny_clip_jit_path, tmp_path):
-    proc = run_train("--root", str(data_root), "--trainer", "ZeroshotCLIP",
-                     "--dataset-config-file", "configs/datasets/oxford_pets.yaml",
-                     "--config-file", "configs/trainers/ZeroshotCLIP/vit_b32.yaml", "--output-dir", str(tmp_path),
-                     "--eval-only", "MODEL.BACKBONE.NAME", str(tiny_clip_jit_path), *TINY_OVERRIDES)
-    assert "No learnable parameters" in proc.stdout
-    accuracy = json.loads((tmp_path / "results.json").read_text())["accuracy"]
-    assert accuracy == pytest.approx(final_accuracy(proc.stdout), abs=0.05)
+def test_zero_shot_eval_only_and_feature_cache(data_root, tiny_clip_jit_path, tmp_path):
+    def evaluate(out, *extra):
+        return run_train("--root", str(data_root), "--trainer", "ZeroshotCLIP",
+                         "--dataset-config-file", "configs/datasets/oxford_pets.yaml",
+                         "--config-file", "configs/trainers/ZeroshotCLIP/vit_b32.yaml", "--output-dir", str(out),
+                         "--eval-only", "MODEL.BACKBONE.NAME", str(tiny_clip_jit_path), *TINY_OVERRIDES,
+                         "TEST.FEATURE_CACHE_DIR", str(tmp_path / "cache"), *extra)
+
+    first = evaluate(tmp_path / "a")
+    assert "No learnable parameters" in first.stdout and "written to the feature cache" in first.stdout
+    accuracy = json.loads((tmp_path / "a" / "results.json").read_text())["accuracy"]
+    assert accuracy == pytest.approx(final_accuracy(first.stdout), abs=0.05)
+    second = evaluate(tmp_path / "b")
+    assert "loaded from the feature cache" in second.stdout
+    uncached = evaluate(tmp_path / "c", "TEST.FEATURE_CACHE", "False")
+    assert "feature cache" not in uncached.stdout
+    for run in ("b", "c"):
+        assert json.loads((tmp_path / run / "results.json").read_text())["accuracy"] == accuracy
 
 
 @pytest.mark.parametrize("extra, message", [

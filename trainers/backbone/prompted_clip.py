@@ -65,14 +65,23 @@ class PromptedCLIP(nn.Module):
     def tokenize(self, texts: list[str]) -> TokenizedTexts:
         return tokenize(texts, self.text_encoder.context_length, reserved=self.num_text_ctx)
 
-    def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    @property
+    def prompts_image(self) -> bool:
+        """Whether the image path differs from frozen CLIP (then its features cannot be cached)."""
+        return type(self).visual_prompts is not PromptedCLIP.visual_prompts
+
+    def raw_image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The (prompted) image encoder's output, before any adapter and normalisation."""
         if self.vision_encoder is None:
-            features = self.clip.visual(images.to(self.clip.visual.conv1.weight.dtype))
-        else:
-            provider = self.visual_prompts(images)
-            features = self.vision_encoder(images, provider, carry=self.carry_visual_prompts)
+            return self.clip.visual(images.to(self.clip.visual.conv1.weight.dtype))
+        return self.vision_encoder(images, self.visual_prompts(images), carry=self.carry_visual_prompts)
+
+    def image_features_from_raw(self, features: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         features = self.adapt_image_features(features)
         return F.normalize(features.float(), dim=-1) if normalize else features
+
+    def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        return self.image_features_from_raw(self.raw_image_features(images), normalize)
 
     def encode_text(
         self,

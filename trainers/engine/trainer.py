@@ -31,6 +31,7 @@ from ..backbone.precision import cast_clip_weights, resolve_precision
 from ..backbone.prompted_clip import PromptedCLIP
 from ..losses import symmetric_info_nce
 from .errors import ConfigError
+from .feature_cache import ImageFeatureCache, cache_key
 from .checkpoint import (CheckpointError, atomic_write_text, latest_checkpoint, load_checkpoint,
                          restore_rng_state, rng_state, save_checkpoint)
 from .schedulers import build_lr_scheduler
@@ -170,15 +171,33 @@ class CLIPTrainer(TrainerX):
         self.evaluator.reset()
         loader = self.val_loader if split == "val" else self.test_loader
         print(f"Evaluate on the *{split}* set")
-        for batch in tqdm(loader):
-            images, labels = self.parse_batch_test(batch)
-            self.evaluator.process(self.model_inference(images), labels)
+        if self.model.prompts_image or type(self).model_inference is not CLIPTrainer.model_inference:
+            for batch in tqdm(loader):
+                images, labels = self.parse_batch_test(batch)
+                self.evaluator.process(self.model_inference(images), labels)
+        else:  # the image path is frozen CLIP: encode once (or load from the cache), then score
+            image_features = self.encode_test_images(loader).to(self.device)
+            text_features = self.model.class_text_features(self.device)
+            logits = self.model.logit_scale * image_features @ text_features.float().t()
+            labels = torch.tensor([item.label for item in loader.dataset.data_source], device=self.device)
+            self.evaluator.process(logits, labels)
         return {"task": "classification", **{k: float(v) for k, v in self.evaluator.evaluate().items()}}
 
     def encode_test_images(self, loader) -> torch.Tensor:
+        """Normalised features of every image of ``loader``'s dataset, in dataset order."""
+        if self.model.prompts_image or not self.cfg.TEST.FEATURE_CACHE:
+            return self._encode_images(loader, self.model.encode_image)
+        key = cache_key(self.cfg.MODEL.BACKBONE.NAME, repr(loader.dataset.transform), self.precision.name,
+                        [item.impath for item in loader.dataset.data_source])
+        raw, hit = ImageFeatureCache(self.cfg.TEST.FEATURE_CACHE_DIR).get_or_compute(
+            key, lambda: self._encode_images(loader, self.model.raw_image_features))
+        print(f"Frozen image features {'loaded from' if hit else 'written to'} the feature cache ({key})")
+        return self.model.image_features_from_raw(raw.to(self.device)).float().cpu()
+
+    def _encode_images(self, loader, encode) -> torch.Tensor:
         features: torch.Tensor | None = None
         for batch in tqdm(loader, desc="images"):
-            out = self.model.encode_image(batch["img"].to(self.device)).float().cpu()
+            out = encode(batch["img"].to(self.device)).float().cpu()
             if features is None:
                 features = torch.empty(len(loader.dataset), out.shape[1])
             features[batch["index"]] = out

@@ -1,0 +1,56 @@
+"""A disk cache of frozen CLIP image features for evaluation.
+
+Methods whose image path is plain frozen CLIP (zero-shot, CoOp, CLIP-Adapter before its adapter) encode
+the same test images identically in every run of a sweep. The cache stores the raw image features of a
+whole split, keyed by the backbone file, the test transform, the precision and the list of images (paths,
+sizes and modification times), so any change to one of them is a new key rather than a stale hit.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from .checkpoint import atomic_torch_save
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")
+    return Path(base).expanduser() / "prompt-clip" / "image-features"
+
+
+def _file_identity(path: str) -> list:
+    try:
+        stat = os.stat(path)
+        return [os.path.abspath(path), stat.st_size, int(stat.st_mtime)]
+    except OSError:
+        return [path]  # a model name rather than a file
+
+
+def cache_key(backbone: str, transform: str, precision: str, impaths: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps([_file_identity(backbone), transform, precision]).encode())
+    for path in impaths:
+        digest.update(json.dumps(_file_identity(path)).encode())
+    return digest.hexdigest()[:32]
+
+
+class ImageFeatureCache:
+    def __init__(self, directory: str | Path | None):
+        self.directory = Path(directory).expanduser() if directory else default_cache_dir()
+
+    def get_or_compute(self, key: str, compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
+        """(features, whether they came from the cache)."""
+        path = self.directory / f"{key}.pt"
+        if path.is_file():
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True), True
+            except Exception:
+                print(f"Ignoring unreadable feature cache {path}; recomputing it")
+        features = compute()
+        atomic_torch_save(features, path)
+        return features, False

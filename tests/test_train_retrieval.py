@@ -161,3 +161,21 @@ def test_dcar_category_loss_marks_same_category_candidates(fdrd_root, tiny_clip_
     # K = 2 category swaps (other class: weight 1) + 2 attribute swaps (same class: weight 1 + alpha)
     assert torch.equal(same[:, 1:3], torch.zeros_like(same[:, 1:3]))
     assert torch.equal(same[:, 3:5] & valid[:, 3:5], valid[:, 3:5])
+
+
+def test_frozen_negative_feature_cache_encodes_each_text_once():
+    from trainers.dcar import FrozenTextFeatureCache
+
+    calls = []
+
+    def encode(tokens):
+        calls.append(len(tokens))
+        return tokens[:, 1:3].float()  # any deterministic function of the tokens
+
+    cache = FrozenTextFeatureCache(encode, max_entries=3)
+    first = cache(["a cat", "a dog", "a cat"])
+    assert calls == [2] and torch.equal(first[0], first[2])
+    again = cache(["a dog", "a bird"])
+    assert calls == [2, 1] and torch.equal(again[0], first[1])
+    cache(["a fish", "a cow"])
+    assert len(cache.features) == 3 and "a cat" not in cache.features  # least recently used went first

@@ -17,6 +17,7 @@ Only what is DCAR-specific lives here; see ../shared/design/dcar.md for the sour
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -36,6 +37,30 @@ from .losses import category_weighted_contrastive, symmetric_info_nce
 from .maple import CoupledPromptCLIP
 
 COUPLINGS = ("linear", "independent")
+
+
+class FrozenTextFeatureCache:
+    """Frozen CLIP text features by caption string, least recently used evicted first.
+
+    Generated negatives recur across epochs (a positive has a few dozen possible swaps), and the frozen
+    encoder maps a string to the same feature every time, so each distinct string is encoded once."""
+
+    def __init__(self, encode, max_entries: int = 50_000):
+        self.encode = encode
+        self.max_entries = max_entries
+        self.features: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        missing = list(dict.fromkeys(t for t in texts if t not in self.features))
+        if missing:
+            for text, feature in zip(missing, self.encode(tokenize(missing).tokens)):
+                self.features[text] = feature
+        for text in texts:
+            self.features.move_to_end(text)
+        out = torch.stack([self.features[t] for t in texts])
+        while len(self.features) > self.max_entries:
+            self.features.popitem(last=False)
+        return out
 
 
 def add_config(cfg) -> None:
@@ -111,6 +136,7 @@ class DCAR(CLIPTrainer):
         if c.USE_CAA:
             self.negatives = self.build_negative_generator()
             self.frozen_positive_features = self.frozen_caption_features(self.caption_tokens_plain("train"))
+            self.frozen_negative_features = FrozenTextFeatureCache(self.frozen_caption_features)
         print(f"DCAR parts: dual prompts ({c.COUPLING} coupling, depth {c.PROMPT_DEPTH}, {c.N_CTX} tokens); "
               f"DTR {'on' if c.USE_DTR else 'off'}; CAA {'on, K=' + str(self.negatives.num_negatives) if c.USE_CAA else 'off'}")
 
@@ -166,8 +192,7 @@ class DCAR(CLIPTrainer):
         valid = torch.zeros_like(same)
         valid[:, 0] = True
         if texts:
-            neg = self.frozen_caption_features(tokenize(texts).tokens)
-            candidates[owners, slots] = neg
+            candidates[owners, slots] = self.frozen_negative_features(texts)
             valid[owners, slots] = True
         adapted = self.model.learnable.caa(candidates)
         return category_weighted_contrastive(image_features, adapted, same.to(self.device), self.method_cfg.ALPHA,

@@ -29,6 +29,12 @@ def _bpe():
     return SimpleTokenizer()
 
 
+@lru_cache(maxsize=200_000)
+def _bpe_ids(text: str) -> tuple[int, ...]:
+    """BPE ids of one text; memoised because captions and generated negatives recur every epoch."""
+    return tuple(_bpe().encode(text))
+
+
 @dataclass
 class TokenizedTexts:
     tokens: torch.Tensor  # (N, context_length - reserved), long
@@ -41,11 +47,10 @@ def tokenize(texts: list[str], context_length: int = 77, reserved: int = 0) -> T
     width = context_length - reserved
     if width < 3:
         raise ValueError(f"{reserved} context tokens leave no room for text in a {context_length}-token context.")
-    bpe = _bpe()
     tokens = torch.zeros(len(texts), width, dtype=torch.long)
     truncated = 0
     for row, text in enumerate(texts):
-        ids = bpe.encode(text)
+        ids = _bpe_ids(text)
         if len(ids) > width - 2:
             ids = ids[: width - 2]
             truncated += 1

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 
 import torch
@@ -134,7 +135,9 @@ def print_args(args, cfg) -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code. Safe to call repeatedly in one process (e.g. the demo)."""
     args = build_parser().parse_args(argv)
+    console = sys.stdout
     try:
         main(args)
     except UserError as err:
@@ -146,6 +149,15 @@ def run(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         raise
+    finally:
+        # Dassl's setup_logger swaps sys.stdout for a tee into log.txt; undo it. Its Logger closes the
+        # console it wraps when garbage-collected, so hand it a throwaway one and close only its file.
+        logger, sys.stdout = sys.stdout, console
+        if logger is not console and hasattr(logger, "console"):
+            if getattr(logger, "file", None) is not None:
+                logger.file.close()
+                logger.file = None
+            logger.console = io.StringIO()
     return 0
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from tools.demo.build import build_demo_assets
-from tools.demo.tiny_clip import default_weights_path
+from tools.demo.tiny_clip import PretrainRecipe, default_weights_path
 
 #: (trainer, label, extra command-line flags); zero-shot first: it is the bar the others must clear
 METHODS: list[tuple[str, str, tuple[str, ...]]] = [
@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shots", type=int, default=16, help="image-caption pairs per class for training")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--methods", nargs="+", default=[m[0] for m in METHODS], help="trainers to run")
+    parser.add_argument("--pretrain-steps", type=int, default=PretrainRecipe.steps,
+                        help="tiny CLIP pretraining steps (the cached checkpoint is rebuilt when this changes)")
+    parser.add_argument("--pretrain-pool", type=int, default=PretrainRecipe.pool_size,
+                        help="images in the generic pretraining pool")
     args = parser.parse_args(argv)
 
     import trainers  # noqa: F401  (fails here, clearly, if Dassl is missing)
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.time()
     data, out = Path(args.data), Path(args.out)
-    build_demo_assets(data)
+    build_demo_assets(data, recipe=PretrainRecipe(steps=args.pretrain_steps, pool_size=args.pretrain_pool))
     weights = default_weights_path(data)
     selected = [m for m in METHODS if m[0] in args.methods]
     unknown = set(args.methods) - {m[0] for m in METHODS}

@@ -75,13 +75,39 @@ def _offline_hub(monkeypatch):
     yield
 
 
-def run_train(*args: str, check: bool = True, timeout: int = 240):
-    """Run ``python train.py ARGS`` as a user would, in a subprocess; returns the CompletedProcess."""
-    import subprocess
+def run_train(*args: str, check: bool = True, timeout: int = 240, subprocess: bool = False):
+    """Run train.py with ARGS, as a user would; returns a CompletedProcess (returncode, stdout, stderr).
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    By default in this process through ``train.run`` (the same code path minus one interpreter start,
+    ~5 s each); ``subprocess=True`` runs ``python train.py`` for real."""
+    import contextlib
+    import io
+    import subprocess as sp
+    import traceback
+
+    argv = [str(a) for a in args]
+    if subprocess:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
+        proc = sp.run([sys.executable, str(ROOT / "train.py"), *argv], cwd=ROOT, env=env,
+                      capture_output=True, text=True, timeout=timeout)
+    else:
+        import train
+
+        out, err = io.StringIO(), io.StringIO()
+        cwd = os.getcwd()
+        os.chdir(ROOT)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    code = train.run(argv)
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else 1
+                except Exception:
+                    traceback.print_exc()
+                    code = 1
+        finally:
+            os.chdir(cwd)
+        proc = sp.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
     if check and proc.returncode != 0:
         raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc

@@ -38,7 +38,7 @@ def final_accuracy(stdout: str) -> float:
 @pytest.fixture(scope="module")
 def trained_run(data_root, tiny_clip_state_dict_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "coop"
-    proc = run_train(*coop_args(data_root, tiny_clip_state_dict_path, out))
+    proc = run_train(*coop_args(data_root, tiny_clip_state_dict_path, out), subprocess=True)  # the real CLI
     return out, proc
 
 

@@ -1,0 +1,261 @@
+"""FDRD (DCAR's Fine-class Described Retrieval Dataset) as a Dassl dataset, one domain per run.
+
+``cfg.DATASET.NAME = "FDRD"`` and ``cfg.DATASET.FDRD_DOMAIN`` in {caltech101, pets, cars, flowers,
+food101, aircraft, sun397, dtd, ucf101, synthetic} (configs/datasets/fdrd_<domain>.yaml).
+
+Layout under ``DATASET.ROOT`` ($DATA):
+- the CoOp dataset folder of the domain (images and its class list: ``split_zhou_*.json``;
+  ``fgvc_aircraft/variants.txt`` for aircraft; ``synthetic_fine/split_synthetic_fine.json``);
+- the caption files in ``$DATA/fdrd/`` (or DATASET.FDRD_CAPTION_DIR), flat or in train/ and test/
+  subfolders; the accepted names are listed in ``datasets/fdrd_formats.py``. Fetch them with
+  ``python tools/download_fdrd.py``.
+
+Splits: train = the train caption file (CoOp train + val images), test = the test caption file.
+FDRD has no validation split, so ``val`` is an empty list: Dassl's DataManager then builds no val
+loader (it tests ``if dataset.val``), and code that iterates or takes len() of it still works.
+Keep ``TEST.FINAL_MODEL = "last_step"``: with "best_val" Dassl would select on the *test* set.
+
+Labels follow the CoOp class order of the domain, so a class keeps the same label as in CoOp.
+Every item is a :class:`CaptionDatum`; the trainer reads ``item.caption`` by dataset index.
+"""
+from __future__ import annotations
+
+import os.path as osp
+import random
+from typing import Any, Sequence
+
+from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
+
+from .coop_split import (
+    DatasetNotFoundError,
+    dataset_root,
+    fewshot_per_class,
+    load_or_build_fewshot,
+    require_path,
+    split_file_how,
+)
+from .fdrd_formats import (
+    DOWNLOAD_HINT,
+    CaptionRecord,
+    DomainSpec,
+    FDRDFormatError,
+    caption_file_candidates,
+    check_class_coverage,
+    count_overlong,
+    find_caption_file,
+    get_domain,
+    load_meta_categories,
+    parse_caption_file,
+    read_class_list,
+)
+
+__all__ = [
+    "FDRD",
+    "CaptionDatum",
+    "DatasetNotFoundError",
+    "FDRDFormatError",
+    "add_config",
+    "add_fdrd_config",
+    "load_meta_categories",
+]
+
+MISSING_EXAMPLES = 5  # image paths quoted when images are missing
+
+
+def log(message: str) -> None:
+    """One line on stdout, which Dassl tees into the run's log.txt."""
+    print(f"[fdrd] {message}", flush=True)
+
+
+def add_config(cfg: Any) -> None:
+    """Register the FDRD keys with their defaults, only where missing (train.py calls every add_config).
+
+    FDRD_DOMAIN: which domain to load; FDRD_CAPTION_DIR: caption folder ("" = <DATASET.ROOT>/fdrd);
+    FDRD_HARD_NEGATIVES: keep the JSON ``negative`` captions (used only by the optional
+    hard-negative report; False gives every item ``negatives == ()``).
+    """
+    defaults = {"FDRD_DOMAIN": "", "FDRD_CAPTION_DIR": "", "FDRD_HARD_NEGATIVES": True}
+    for key, value in defaults.items():
+        if key not in cfg.DATASET:
+            cfg.DATASET[key] = value
+
+
+add_fdrd_config = add_config
+
+
+class CaptionDatum(Datum):
+    """A Dassl Datum with its caption: the image-caption pair is the unit of FDRD retrieval."""
+
+    def __init__(
+        self,
+        impath: str,
+        label: int,
+        classname: str,
+        caption: str,
+        negatives: Sequence[str] = (),
+        caption_id: int = 0,
+        domain: int = 0,
+    ):
+        super().__init__(impath=impath, label=label, domain=domain, classname=classname)
+        self._caption = caption
+        self._negatives = tuple(negatives)
+        self._caption_id = int(caption_id)
+
+    @property
+    def caption(self) -> str:
+        return self._caption
+
+    @property
+    def negatives(self) -> tuple[str, ...]:
+        """The file's hard negatives (4 per flower/pets/aircraft test entry, none elsewhere)."""
+        return self._negatives
+
+    @property
+    def caption_id(self) -> int:
+        """Index of the pair in its caption file; retrieval ground truth is by index, never by text."""
+        return self._caption_id
+
+    def replace(self, **changes: Any) -> "CaptionDatum":
+        """A copy with some fields changed (relabelling for base/new, dropping negatives)."""
+        fields = dict(
+            impath=self.impath, label=self.label, classname=self.classname, caption=self.caption,
+            negatives=self.negatives, caption_id=self.caption_id, domain=self.domain,
+        )
+        fields.update(changes)
+        return CaptionDatum(**fields)
+
+    def __repr__(self) -> str:
+        return f"CaptionDatum(label={self.label}, caption_id={self.caption_id}, impath={self.impath!r})"
+
+
+@DATASET_REGISTRY.register()
+class FDRD(DatasetBase):
+    """One FDRD domain: CaptionDatum train/test lists, CoOp labels, optional few-shot train subset."""
+
+    is_retrieval = True  # the trainer switches to Recall@K evaluation on this flag
+
+    def __init__(self, cfg: Any):
+        spec = get_domain(getattr(cfg.DATASET, "FDRD_DOMAIN", ""))
+        root = dataset_root(cfg)
+        self.domain_name = spec.name
+        self.spec = spec
+        self.dataset_root = root
+        self.caption_dir = osp.abspath(osp.expanduser(getattr(cfg.DATASET, "FDRD_CAPTION_DIR", "") or osp.join(root, "fdrd")))
+        self.classnames_all = read_class_list(self._class_file(spec, root))
+        self.caption_files = {split: self._caption_file(spec, split) for split in ("train", "test")}
+
+        records = {}
+        for split, path in self.caption_files.items():
+            records[split] = parse_caption_file(path, spec, self.classnames_all)
+            check_class_coverage(records[split], self.classnames_all, path)
+        self._report_overlong(records)
+        self._check_images(records)
+        keep_negatives = bool(getattr(cfg.DATASET, "FDRD_HARD_NEGATIVES", True))
+        train = self._to_datums(records["train"], keep_negatives)
+        test = self._to_datums(records["test"], keep_negatives)
+
+        num_shots = int(cfg.DATASET.NUM_SHOTS)
+        if num_shots >= 1:
+            train = self._fewshot(train, num_shots, int(cfg.SEED), root)
+            if not keep_negatives:
+                train = [item.replace(negatives=()) for item in train]
+        train, test = subsample_caption_classes(train, test, subsample=getattr(cfg.DATASET, "SUBSAMPLE_CLASSES", "all"))
+        log(f"{spec.name}: {len(train):,} train pairs, {len(test):,} test pairs, "
+            f"{len({item.label for item in test})} classes")
+        super().__init__(train_x=train, val=[], test=test)
+        # DCAR's category swaps draw siblings from these groups (None: nearest classes by CLIP text)
+        self.meta_categories = load_meta_categories(spec.name, [self.lab2cname[i] for i in range(self.num_classes)], root)
+
+    # ---- files --------------------------------------------------------------------------------
+    @staticmethod
+    def _class_file(spec: DomainSpec, root: str) -> str:
+        path = osp.join(root, spec.coop_dir, spec.class_file)
+        if spec.coop_name == "FGVCAircraft":
+            how = ("extract https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz, "
+                   f"keep data/ and rename it to {osp.join(root, spec.coop_dir)} (CoOp DATASETS.md, FGVCAircraft)")
+        elif spec.coop_name is None:
+            how = "generate the synthetic domain first (tools/demo) into DATASET.ROOT"
+        else:
+            how = split_file_how(spec.coop_name, osp.join(root, spec.coop_dir))
+        what = f"CoOp class list of FDRD domain {spec.name!r} (labels follow CoOp's class order)"
+        return require_path(path, what, how)
+
+    def _caption_file(self, spec: DomainSpec, split: str) -> str:
+        path = find_caption_file(self.caption_dir, spec, split)
+        if path is None:
+            expected = " or ".join(str(p) for p in caption_file_candidates(self.caption_dir, spec, split))
+            raise DatasetNotFoundError(
+                osp.join(self.caption_dir, spec.caption_files(split)[0]),
+                f"FDRD {spec.name} {split} caption file (looked for {expected})",
+                f"run `{DOWNLOAD_HINT}`; files never published upstream (see the table in "
+                "datasets/fdrd_formats.py) must be generated in FDRD Format A",
+            )
+        return str(path)
+
+    def _check_images(self, records: dict[str, list[CaptionRecord]]) -> None:
+        """One error for all missing images: a count, a few examples and the folder searched."""
+        missing = [
+            record.image for split in ("train", "test") for record in records[split]
+            if not osp.isfile(osp.join(self.dataset_root, record.image))
+        ]
+        if missing:
+            total = sum(len(split_records) for split_records in records.values())
+            image_dir = osp.join(self.dataset_root, self.spec.image_dir)
+            raise DatasetNotFoundError(
+                image_dir,
+                f"{len(missing):,} of {total:,} FDRD {self.spec.name} images (first {min(len(missing), MISSING_EXAMPLES)}: "
+                f"{', '.join(missing[:MISSING_EXAMPLES])}; paths relative to {self.dataset_root})",
+                f"extract the {self.spec.coop_name or self.spec.name} images under {image_dir} as CoOp's "
+                "DATASETS.md describes (FDRD reuses the CoOp images)",
+            )
+
+    def _to_datums(self, records: list[CaptionRecord], keep_negatives: bool) -> list[CaptionDatum]:
+        return [
+            CaptionDatum(
+                impath=osp.join(self.dataset_root, record.image),
+                label=record.label,
+                classname=record.classname,
+                caption=record.caption,
+                negatives=record.negatives if keep_negatives else (),
+                caption_id=record.caption_id,
+            )
+            for record in records
+        ]
+
+    def _report_overlong(self, records: dict[str, list[CaptionRecord]]) -> None:
+        captions = [record.caption for split in ("train", "test") for record in records[split]]
+        overlong = count_overlong(captions)
+        if overlong:
+            log(f"{self.spec.name}: {overlong} of {len(captions):,} captions exceed CLIP's 77-token context; "
+                "kept (the text encoder truncates them)")
+
+    def _fewshot(self, train: list[CaptionDatum], num_shots: int, seed: int, root: str) -> list[CaptionDatum]:
+        """NUM_SHOTS image-caption pairs per class, cached per (shots, seed) in $DATA/fdrd/split_fewshot_<domain>/."""
+        cache_dir = osp.join(root, "fdrd", f"split_fewshot_{self.spec.name}")
+
+        def build() -> tuple[list[CaptionDatum], list[CaptionDatum]]:
+            log(f"Creating a {num_shots}-shot {self.spec.name} train set (seed {seed})")
+            return fewshot_per_class(train, num_shots, random.Random(seed)), []
+
+        fewshot, _ = load_or_build_fewshot(cache_dir, num_shots, seed, build)
+        return list(fewshot)
+
+
+def subsample_caption_classes(
+    train: list[CaptionDatum], test: list[CaptionDatum], subsample: str = "all"
+) -> tuple[list[CaptionDatum], list[CaptionDatum]]:
+    """CoOp's base/new protocol (first ceil(N/2) sorted train labels = base), keeping the captions:
+    coop_split.subsample_classes would rebuild plain Datum objects and lose them."""
+    if subsample not in ("all", "base", "new"):
+        raise FDRDFormatError(f"DATASET.SUBSAMPLE_CLASSES must be all, base or new; got {subsample!r}")
+    if subsample == "all":
+        return train, test
+    labels = sorted({item.label for item in train})
+    half = (len(labels) + 1) // 2
+    selected = labels[:half] if subsample == "base" else labels[half:]
+    relabel = {old: new for new, old in enumerate(selected)}
+    log(f"Subsampling {subsample} classes: {len(selected)} of {len(labels)}")
+    return tuple(
+        [item.replace(label=relabel[item.label]) for item in items if item.label in relabel]
+        for items in (train, test)
+    )

@@ -1,0 +1,242 @@
+"""FDRD: every published caption file parses and maps to CoOp paths; the Dassl dataset on tiny generated
+data in both formats; few-shot caching; clear errors for bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import HAS_DASSL, SHARED_FDRD
+
+from datasets.fdrd_formats import (DOMAINS, FDRDFormatError, count_overlong, load_json, load_meta_categories,
+                                   normalize_classname, parse_caption_entries, parse_caption_file)
+
+needs_shared = pytest.mark.skipif(not SHARED_FDRD.is_dir(), reason="../shared/fdrd (the real caption files) is absent")
+needs_dassl = pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed")
+
+# file -> (domain, entries, classes); counts from design/dcar.md §2.1 and shared/fdrd/README.md
+REAL_FILES = {
+    "inter_caltech-101_train.json": ("caltech101", 5777, 100),
+    "inter_caltech-101_test.json": ("caltech101", 2465, 100),
+    "inter_car_train.json": ("cars", 8144, 196),
+    "inter_dtd_train.json": ("dtd", 3948, 47),
+    "inter_dtd_test.json": ("dtd", 1692, 47),
+    "inter_ucf101_train.json": ("ucf101", 9537, 101),
+    "inter_ucf101_test.json": ("ucf101", 3783, 101),
+    "flower_test.json": ("flowers", 2463, 102),
+    "pets_test.json": ("pets", 3669, 37),
+    "plane_test.json": ("aircraft", 3333, 100),
+}
+
+
+def classes_in(data: dict, domain: str) -> list[str]:
+    """The domain's classes as its locator reads them (CoOp's class list is not in ../shared)."""
+    spec = DOMAINS[domain]
+    seen: dict[str, str] = {}
+    for key, entry in data.items():
+        raw, _ = spec.locate(key, entry, "test")
+        seen.setdefault(normalize_classname(raw), raw)
+    return sorted(seen.values())
+
+
+@needs_shared
+@pytest.mark.parametrize("filename", sorted(REAL_FILES))
+def test_real_caption_file_parses_with_counts_and_classes(filename):
+    domain, entries, num_classes = REAL_FILES[filename]
+    data = load_json(SHARED_FDRD / filename, "caption file")
+    classnames = classes_in(data, domain)
+    assert len(data) == entries and len(classnames) == num_classes
+    records = parse_caption_file(SHARED_FDRD / filename, DOMAINS[domain], classnames)
+    assert len(records) == entries and [r.caption_id for r in records] == list(range(entries))
+    assert {r.label for r in records} == set(range(num_classes))
+    image_root = DOMAINS[domain].image_dir
+    assert all(r.image.startswith(image_root + "/") and r.image.endswith(".jpg") for r in records)
+
+
+def _record(domain: str, filename: str, key: str):
+    data = load_json(SHARED_FDRD / filename, "caption file")
+    records = parse_caption_entries({key: data[key]}, DOMAINS[domain], classes_in(data, domain), filename)
+    return records[0]
+
+
+@needs_shared
+@pytest.mark.parametrize("domain, filename, key, image, classname", [
+    # Caltech: split at the last "_image_"; the folder keeps its name on disk, only the CoOp class is renamed
+    ("caltech101", "inter_caltech-101_test.json", None, "caltech-101/101_ObjectCategories/", None),
+    ("dtd", "inter_dtd_train.json", "banded_0133.jpg", "dtd/images/banded/banded_0133.jpg", "banded"),
+    ("cars", "inter_car_train.json", "cars_train_05266.jpg", "stanford_cars/cars_train/05266.jpg", None),
+])
+def test_real_sample_paths(domain, filename, key, image, classname):
+    data = load_json(SHARED_FDRD / filename, "caption file")
+    key = key or next(k for k in data if k.startswith("Faces_image_"))
+    record = _record(domain, filename, key)
+    if key.startswith("Faces_image_"):
+        assert record.image == f"caltech-101/101_ObjectCategories/Faces/image_{key.split('_image_')[-1]}"
+        assert record.classname == "face"  # CoOp renames the class; the folder on disk stays "Faces"
+    else:
+        assert record.image == image
+    if classname:
+        assert record.classname == classname
+
+
+@needs_shared
+def test_real_traps_ucf_folder_aircraft_slash_flower_number_pets_case():
+    ucf = load_json(SHARED_FDRD / "inter_ucf101_train.json", "caption file")
+    key = next(k for k in ucf if "HandStandPushups" in k)
+    assert _record("ucf101", "inter_ucf101_train.json", key).image.startswith(
+        "ucf101/UCF-101-midframes/Handstand_Pushups/")
+    planes = load_json(SHARED_FDRD / "plane_test.json", "caption file")
+    key = next(k for k in planes if k.startswith("F-16A_B_"))
+    record = _record("aircraft", "plane_test.json", key)
+    assert record.classname == "F-16A/B" and record.image == f"fgvc_aircraft/images/{key.rsplit('_', 1)[1]}.jpg"
+    flowers = load_json(SHARED_FDRD / "flower_test.json", "caption file")
+    key, entry = next(iter(flowers.items()))
+    assert _record("flowers", "flower_test.json", key).image == f"oxford_flowers/jpg/image_{int(entry['number']):05d}.jpg"
+    assert _record("pets", "pets_test.json", "Sphynx_43").image == "oxford_pets/images/Sphynx_43.jpg"
+
+
+@needs_shared
+def test_real_overlong_captions_are_rare_and_counted():
+    data = load_json(SHARED_FDRD / "inter_ucf101_train.json", "caption file")
+    assert count_overlong(entry["positive"] for entry in data.values()) >= 1  # one UCF caption has 84 tokens
+
+
+@needs_shared
+@pytest.mark.parametrize("domain, filename", [("pets", "pets_test.json"), ("aircraft", "plane_test.json"),
+                                              ("cars", "inter_car_train.json")])
+def test_packaged_meta_categories_cover_every_class_once(domain, filename, tmp_path):
+    classnames = classes_in(load_json(SHARED_FDRD / filename, "caption file"), domain)
+    meta = load_meta_categories(domain, classnames, tmp_path)
+    members = [name for group in meta.values() for name in group]
+    assert sorted(members) == sorted(classnames) and len(meta) >= 2
+
+
+def test_bad_input_messages(tmp_path):
+    spec = DOMAINS["dtd"]
+    broken = tmp_path / "inter_dtd_test.json"
+    broken.write_text('{"a.jpg": {"positive": "x",}}')
+    with pytest.raises(FDRDFormatError, match=r"inter_dtd_test.json.*line 1"):
+        parse_caption_file(broken, spec, ["banded"])
+    with pytest.raises(FDRDFormatError, match="'banded_0001.jpg' has no caption"):
+        parse_caption_entries({"banded_0001.jpg": {"class_name": "banded", "positive": " "}}, spec, ["banded"], "f")
+    with pytest.raises(FDRDFormatError, match="class 'zigzag'.*not one of"):
+        parse_caption_entries({"zigzag_0001.jpg": {"class_name": "zigzag", "positive": "p"}}, spec, ["banded"], "f")
+
+
+# ---- the Dassl dataset on generated data --------------------------------------------------------
+
+def build(root: Path, domain: str, **overrides):
+    from dassl.config import get_cfg_default
+
+    from datasets.fdrd import FDRD, add_config
+
+    cfg = get_cfg_default()
+    add_config(cfg)
+    cfg.DATASET.SUBSAMPLE_CLASSES = "all"
+    cfg.DATASET.ROOT = str(root)
+    cfg.DATASET.FDRD_DOMAIN = domain
+    for key, value in overrides.items():
+        cfg.DATASET[key] = value
+    cfg.SEED = 1
+    return FDRD(cfg)
+
+
+@needs_dassl
+@pytest.mark.parametrize("fmt, domain", [("A", "dtd"), ("B", "pets")])
+def test_dataset_items_labels_captions_negatives(tmp_path, fmt, domain):
+    from fake_fdrd import make_fake_fdrd
+
+    made = make_fake_fdrd(tmp_path, domain=domain, classes=3, train_per_class=4, test_per_class=2, fmt=fmt)
+    data = build(tmp_path, domain)
+    assert data.is_retrieval and data.val == []
+    assert [(d.impath, d.label, d.caption) for d in data.train_x] == made["train"]
+    assert [(d.impath, d.label, d.caption) for d in data.test] == made["test"]
+    assert [d.caption_id for d in data.test] == list(range(len(data.test)))
+    assert all(len(d.negatives) == (4 if fmt == "B" else 0) for d in data.test)
+    assert data.classnames == made["classnames"] or len(data.classnames) == 3
+
+
+@needs_dassl
+def test_fewshot_pairs_per_class_cached(tmp_path):
+    from fake_fdrd import make_fake_fdrd
+
+    make_fake_fdrd(tmp_path, domain="dtd", classes=3, train_per_class=5, test_per_class=2)
+    first = build(tmp_path, "dtd", NUM_SHOTS=2)
+    counts = {label: sum(d.label == label for d in first.train_x) for label in range(3)}
+    assert counts == {0: 2, 1: 2, 2: 2} and len(first.test) == 6  # the test split stays complete
+    cache = tmp_path / "fdrd" / "split_fewshot_dtd" / "shot_2-seed_1.pkl"
+    assert cache.is_file()
+    second = build(tmp_path, "dtd", NUM_SHOTS=2)
+    assert [d.impath for d in second.train_x] == [d.impath for d in first.train_x]
+    assert all(hasattr(d, "caption") for d in second.train_x)
+
+
+@needs_dassl
+def test_missing_captions_and_images_are_reported(tmp_path):
+    from fake_fdrd import make_fake_fdrd
+
+    from datasets.coop_split import DatasetNotFoundError
+
+    made = make_fake_fdrd(tmp_path, domain="dtd", classes=2, train_per_class=3, test_per_class=2)
+    made["test_json"].unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"(?s)inter_dtd_test.json.*download_fdrd"):
+        build(tmp_path, "dtd")
+    make_fake_fdrd(tmp_path, domain="dtd", classes=2, train_per_class=3, test_per_class=2)
+    for path, *_ in made["test"][:2]:
+        Path(path).unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"2 of 10 FDRD dtd images"):
+        build(tmp_path, "dtd")
+    with pytest.raises(FDRDFormatError, match="FDRD_DOMAIN"):
+        build(tmp_path, "mars")
+
+
+@needs_dassl
+def test_meta_categories_attached_for_dcar(tmp_path):
+    from fake_fdrd import make_fake_fdrd
+
+    made = make_fake_fdrd(tmp_path, domain="dtd", classes=4, train_per_class=2, test_per_class=1)
+    names = made["classnames"]
+    assert build(tmp_path, "dtd").meta_categories is None  # no hierarchy file: DCAR falls back to CLIP neighbours
+    (tmp_path / "fdrd" / "dtd_meta.json").write_text(json.dumps(
+        {"source": "test", "meta_categories": {"a": names[:2], "b": names[2:]}}))
+    assert build(tmp_path, "dtd").meta_categories == {"a": names[:2], "b": names[2:]}
+
+
+def test_download_tool_verifies_writes_atomically_and_reports(tmp_path):
+    from tools import download_fdrd as dl
+
+    good = {item.name: b"{}" for item in dl.CAPTION_FILES}
+    files = {item.name: item for item in dl.CAPTION_FILES}
+    # pretend the published blobs are tiny so the test needs no network
+    patched = tuple(dl.CaptionFile(f.name, f.domain, f.commit, f.path, dl.git_blob_id(good[f.name]), 2)
+                    for f in files.values())
+
+    def fetch(url, timeout):
+        if "pets_test" in url:
+            raise TimeoutError("timed out")
+        if "plane_test" in url:
+            return b"{"  # truncated
+        return good[url.rsplit("/", 1)[1]]
+
+    original = dl.CAPTION_FILES
+    dl.CAPTION_FILES = patched
+    try:
+        written, present, failed = dl.download_captions(tmp_path, None, 1.0, fetch)
+        assert len(written) == 8 and not present
+        assert any("pets_test.json: TimeoutError" in line for line in failed)
+        assert any("plane_test.json: content differs" in line for line in failed)
+        assert not (tmp_path / "fdrd" / "plane_test.json").exists()
+        assert not [p for p in (tmp_path / "fdrd").iterdir() if p.name.endswith(".tmp")]
+        written, present, failed = dl.download_captions(tmp_path, {"dtd"}, 1.0, fetch)
+        assert written == [] and present == ["inter_dtd_train.json", "inter_dtd_test.json"] and failed == []
+    finally:
+        dl.CAPTION_FILES = original
+
+
+@needs_shared
+def test_download_tool_hashes_match_the_real_files():
+    from tools.download_fdrd import CAPTION_FILES, git_blob_id
+
+    for item in CAPTION_FILES:
+        data = (SHARED_FDRD / item.name).read_bytes()
+        assert len(data) == item.size and git_blob_id(data) == item.blob, item.name

@@ -12,7 +12,7 @@ from fake_fdrd import make_fake_fdrd
 pytestmark = [pytest.mark.dassl, pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed")]
 
 #: Measured with seed 1, 16 shots, the default demo recipes (mean recall, points over zero-shot at 44.35):
-#: CoOp +7.1, MaPLe +5.5, DCAR +4.4. The margin leaves room for CPU-to-CPU floating-point differences.
+#: CoOp +7.1, MaPLe +5.5, DPT +4.6, DCAR +4.4. The margin leaves room for CPU-to-CPU floating-point differences.
 MARGIN = 2.0
 
 
@@ -22,11 +22,11 @@ def test_demo_trained_methods_beat_zero_shot(tmp_path):
 
     out = tmp_path / "demo"
     assert run.main(["--data", str(DEMO_ASSETS_DIR), "--out", str(out),
-                     "--methods", "ZeroshotCLIP", "CoOp", "MaPLe", "DCAR"]) == 0
+                     "--methods", "ZeroshotCLIP", "CoOp", "MaPLe", "DPT", "DCAR"]) == 0
     results = json.loads((out / "demo_results.json").read_text())
     zero_shot = results["ZeroshotCLIP"]["mean_recall"]
     assert 30 < zero_shot < 60  # the pretrained tiny CLIP transfers, far above chance (~1.5 mean recall)
-    for method in ("CoOp", "MaPLe", "DCAR"):
+    for method in ("CoOp", "MaPLe", "DPT", "DCAR"):
         assert results[method]["mean_recall"] > zero_shot + MARGIN, (method, results[method], zero_shot)
     assert "vs zero-shot" in (out / "demo_results.md").read_text()
 

@@ -43,6 +43,10 @@ def check_results(path: Path, trainer: str) -> dict:
     ("CoOp", "fdrd_vit_b32", ("TRAINER.COOP.N_CTX", "4")),
     ("CLIPAdapter", "fdrd_vit_b32", ()),
     ("MaPLe", "fdrd_vit_b32", ("TRAINER.MAPLE.PROMPT_DEPTH", "2")),
+    ("VPT", "vit_b32", ("TRAINER.VPT.N_CTX", "3")),
+    ("VLP", "vit_b32", ("TRAINER.COOP.N_CTX", "4", "PRETRAIN.C", "1")),
+    ("DPT", "vit_b32", ("TRAINER.COOP.N_CTX", "4", "PRETRAIN.C", "1", "TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT", "2",
+                        "TRAINER.SELECTED_COVPT.CPN", "2")),
 ])
 def test_retrieval_baselines_train_and_report_recall(fdrd_root, tiny_clip_state_dict_path, tmp_path, trainer, cfg,
                                                        extra):

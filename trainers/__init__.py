@@ -8,4 +8,4 @@ import, which keeps their unit tests runnable on a machine that lacks it.
 import importlib.util
 
 if importlib.util.find_spec("dassl") is not None:
-    from . import clip_adapter, coop, dcar, maple, zsclip  # noqa: F401
+    from . import clip_adapter, coop, dcar, dpt, maple, vlp, vpt, zsclip  # noqa: F401

@@ -3,7 +3,7 @@
 #   dual prompts only | + DTR | + CAA | full DCAR, each in output/<domain>/DCAR/<cfg>_<shots>shots/<row>/
 set -u
 DOMAIN=$1; SHOTS=$2
-RUN="$(dirname "$0")/../retrieval/run.sh"
+RUN="$(dirname "$0")/../lib/run_seeds.sh"
 CFG=${CFG:-vit_b32}
 STATUS=0
 for ROW in "dual_prompts False False" "plus_dtr True False" "plus_caa False True" "full True True"; do

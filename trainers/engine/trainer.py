@@ -45,6 +45,9 @@ class CLIPTrainer(TrainerX):
     #: caption datasets (FDRD) are supported unless a method sets this False
     SUPPORTS_RETRIEVAL = True
     SUPPORTS_CLASSIFICATION = True
+    #: substrings of checkpoint keys that --eval-only loading skips (weights unused at test whose shape
+    #: depends on the training classes, e.g. DPT's auxiliary classifiers under domain generalisation)
+    LOAD_IGNORE_KEYS: tuple[str, ...] = ()
 
     model: PromptedCLIP
 
@@ -315,7 +318,13 @@ class CLIPTrainer(TrainerX):
                 raise CheckpointError(f"No model at {path}. Trained models are saved as "
                                       f"{Path(directory) / name}/model.pth.tar-<epoch>; check --load-epoch.")
             ckpt = load_checkpoint(path)
-            self._models[name].load_state_dict(ckpt["state_dict"])
+            ignored = lambda key: any(part in key for part in self.LOAD_IGNORE_KEYS)  # noqa: E731
+            state = {k: v for k, v in ckpt["state_dict"].items() if not ignored(k)}
+            missing, unexpected = self._models[name].load_state_dict(state, strict=False)
+            missing = [k for k in missing if not ignored(k)]
+            if missing or unexpected:
+                raise CheckpointError(f"{path} does not fit {name}: missing {missing[:5]}, unexpected "
+                                      f"{unexpected[:5]}. Was it trained with the same config (N_CTX, depth, ...)?")
             self.epoch = ckpt["epoch"] - 1
             print(f"Loaded {path} into {name} (epoch {ckpt['epoch']})")
 

@@ -1,6 +1,6 @@
 #!/bin/bash
-# The loop every retrieval script shares:  run.sh TRAINER CFG DATASET SHOTS [KEY VALUE ...]
-#   DATASET: one config of configs/datasets (fdrd_pets, ...) or "fdrd" for the 9 FDRD domains in turn
+# The seed loop every method script shares:  run_seeds.sh TRAINER CFG DATASET SHOTS [KEY VALUE ...]
+#   DATASET: one config of configs/datasets (oxford_pets, fdrd_pets, ...) or "fdrd" for the 9 FDRD domains
 #   SHOTS:   1/2/4/8/16 pairs per class, or "all" for the full training split
 # Environment: DATA (dataset root, default ./data), SEEDS (default "1 2 3"), VARIANT (a subfolder, e.g.
 # an ablation row), EVAL_ONLY=1 (no training: zero-shot). Finished runs (results.json present) are skipped,

@@ -1,0 +1,139 @@
+"""VLP: CoOp text prompts + VPT-deep visual prompts, trained with DPT's "general knowledge guidance".
+
+For the first PRETRAIN.C epochs each modality's prompts are fitted against the *other* modality's
+frozen zero-shot CLIP features, plus a little of the joint objective:
+    L = CE(l1) + CE(l2) + 0.1 CE(l)     (l1: frozen image x learned text, l2: prompted image x frozen text)
+afterwards only the joint head, l = prompted image x learned text, which is also the only test-time head.
+On caption datasets the same schedule uses symmetric InfoNCE: learned text = captions with the learned
+context, frozen text = the plain captions.
+Three-way split of the optimisation as in the official code: the text context has its own learning rate and
+warm-up (TEXT_LR, TEXT_WARMUP_EPOCH; hard-coded 0.002 / 1 there), the visual prompts follow OPTIM.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from dassl.engine import TRAINER_REGISTRY
+
+from .backbone.templates import template_for
+from .coop import CoOpCLIP
+from .engine.config import set_defaults
+from .engine.errors import ConfigError
+from .engine.trainer import CLIPTrainer
+from .losses import symmetric_info_nce
+from .vpt import VisualPromptTokens, prompted_blocks
+
+
+def add_config(cfg) -> None:
+    set_defaults(cfg, "PRETRAIN", {"C": 30})  # epochs of general knowledge guidance (official key)
+    set_defaults(cfg, "TRAINER.VLP", {"PREC": "fp16", "TEXT_LR": 0.002, "TEXT_WARMUP_EPOCH": 1})
+
+
+@dataclass
+class ImageOutput:
+    raw: torch.Tensor                      # prompted image features, unnormalised
+    frozen: torch.Tensor | None            # zero-shot CLIP image features, normalised (no grad)
+    aux_logits: torch.Tensor | None = None  # DPT: (B, CAVPT blocks, K, C)
+    selection: torch.Tensor | None = None   # DPT: (B, K) classes chosen by the zero-shot selector
+
+
+class DualModalityCLIP(CoOpCLIP):
+    """CoOp's shared text context + VPT tokens in ``vpt_blocks``."""
+
+    def __init__(self, clip_model, classnames, template: str, n_ctx: int, ctx_init: str, vpt_length: int,
+                 vpt_blocks: list[int]):
+        super().__init__(clip_model, classnames, n_ctx, ctx_init)
+        if self.vision_encoder is None:
+            raise ConfigError("Visual prompts need a ViT backbone (e.g. ViT-B/32).")
+        self.template = template  # the frozen zero-shot head (l2, and DPT's selector) uses it
+        self.vpt = (VisualPromptTokens(vpt_blocks, vpt_length, self.vision_encoder.width)
+                    if vpt_length > 0 and vpt_blocks else None)
+
+    def visual_prompts(self, images):
+        return self.vpt
+
+    def class_features_raw(self, device: torch.device) -> torch.Tensor:
+        """Learned-context class features (C, E), unnormalised: DPT's queries and the joint head."""
+        return self.encode_text(self.tokenize(self.class_prompt_texts()).tokens.to(device), normalize=False)
+
+    @torch.no_grad()
+    def frozen_image_features(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.clip.encode_image(images.to(self.clip.visual.conv1.weight.dtype)).float(), dim=-1)
+
+    @torch.no_grad()
+    def frozen_text_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        x, eot = self.text_encoder.embed(tokens)
+        return F.normalize(self.text_encoder(x, eot).float(), dim=-1)
+
+    def encode_image_with_aux(self, images, class_features_raw=None, need_frozen: bool = False) -> ImageOutput:
+        frozen = self.frozen_image_features(images) if need_frozen else None
+        return ImageOutput(self.raw_image_features(images), frozen)
+
+
+@TRAINER_REGISTRY.register()
+class VLP(CLIPTrainer):
+    CONFIG_NODE = "VLP"
+
+    def build_prompted_clip(self, clip_model, classnames):
+        cfg = self.cfg
+        if cfg.TRAINER.COOP.CSC:
+            raise ConfigError(f"{cfg.TRAINER.NAME} uses one shared text context: set TRAINER.COOP.CSC False.")
+        blocks = prompted_blocks(len(clip_model.visual.transformer.resblocks), cfg.TRAINER.VPT.DEPTH) \
+            if hasattr(clip_model.visual, "transformer") else []
+        return DualModalityCLIP(clip_model, classnames, template_for(cfg.DATASET.NAME), cfg.TRAINER.COOP.N_CTX,
+                                cfg.TRAINER.COOP.CTX_INIT, cfg.TRAINER.VPT.N_CTX, blocks)
+
+    def optimized_modules(self):
+        text = self.cfg.OPTIM.clone()
+        text.defrost()
+        text.LR, text.WARMUP_EPOCH = self.method_cfg.TEXT_LR, self.method_cfg.TEXT_WARMUP_EPOCH
+        groups = [("prompt_learner", self.model.learnable, text)]
+        if self.model.vpt is not None:
+            groups.append(("ctx_learner", self.model.vpt, self.cfg.OPTIM))
+        return groups
+
+    @property
+    def in_guidance(self) -> bool:
+        return self.epoch < self.cfg.PRETRAIN.C
+
+    def auxiliary_loss(self, out: ImageOutput, labels: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def compute_loss(self, batch):
+        model, scale = self.model, self.model.logit_scale
+        guidance = self.in_guidance
+        if self.is_retrieval:
+            images, tokens, labels = self.parse_retrieval_batch(batch)
+            captions = model.encode_text(tokens)
+            out = model.encode_image_with_aux(images, need_frozen=guidance)
+            image = F.normalize(out.raw.float(), dim=-1)
+            joint = symmetric_info_nce(image, captions, scale)
+            if guidance:
+                frozen_captions = model.frozen_text_features(tokens)
+                main = (symmetric_info_nce(out.frozen, captions, scale)
+                        + symmetric_info_nce(image, frozen_captions, scale) + 0.1 * joint)
+            else:
+                main = joint
+        else:
+            images, labels = self.parse_batch_train(batch)
+            class_raw = model.class_features_raw(self.device)
+            text = F.normalize(class_raw.float(), dim=-1)
+            out = model.encode_image_with_aux(images, class_raw, need_frozen=guidance)
+            image = F.normalize(out.raw.float(), dim=-1)
+            joint = F.cross_entropy(scale * image @ text.t(), labels)
+            if guidance:
+                zero_shot_text = model.frozen_class_features(self.device)
+                main = (F.cross_entropy(scale * out.frozen @ text.t(), labels)
+                        + F.cross_entropy(scale * image @ zero_shot_text.t(), labels) + 0.1 * joint)
+            else:
+                main = joint
+        summary = {"loss_main": main.item()}
+        loss = main
+        aux = self.auxiliary_loss(out, labels)
+        if aux is not None:
+            loss = loss + aux
+            summary["loss_aux"] = aux.item()
+        summary["loss"] = loss.item()
+        return loss, summary

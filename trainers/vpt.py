@@ -1,0 +1,72 @@
+"""VPT-deep (Jia et al., ECCV 2022) on CLIP's ViT, as in the DPT paper's baselines.
+
+N learnable tokens are appended after the patch tokens of each prompted block and dropped after it; the
+next block gets its own fresh tokens. The text side is frozen CLIP: the hand-crafted template for
+classification, the plain caption for retrieval.
+"""
+from __future__ import annotations
+
+import torch
+from dassl.engine import TRAINER_REGISTRY
+from torch import nn
+
+from .backbone.prompted_clip import PromptedCLIP
+from .backbone.templates import template_for
+from .backbone.vision_encoder import expand_prompts
+from .engine.config import set_defaults
+from .engine.errors import ConfigError
+from .engine.trainer import CLIPTrainer
+
+
+def add_config(cfg) -> None:
+    set_defaults(cfg, "TRAINER.VPT", {
+        "N_CTX": 5,      # prompt tokens per block (the official DPT scripts use 10)
+        "DEPTH": 0,      # prompted blocks from the first one; 0 = every block
+        "LN": False,     # accepted for the official scripts' overrides; unused there too
+        "PREC": "fp16",
+    })
+
+
+class VisualPromptTokens(nn.Module):
+    """Fresh prompt tokens for each of ``blocks`` (0-based block indices), N(0, 0.02²) as in DPT's code."""
+
+    def __init__(self, blocks: list[int], length: int, width: int):
+        super().__init__()
+        self.blocks = {block: i for i, block in enumerate(blocks)}
+        self.prompts = nn.Parameter(torch.randn(len(blocks), length, width) * 0.02)
+
+    def __call__(self, block: int, hidden: torch.Tensor) -> torch.Tensor | None:
+        index = self.blocks.get(block)
+        if index is None:
+            return None
+        return expand_prompts(self.prompts[index].to(hidden.dtype), hidden.shape[1])
+
+
+def prompted_blocks(num_layers: int, depth: int) -> list[int]:
+    if depth < 0 or depth > num_layers:
+        raise ConfigError(f"TRAINER.VPT.DEPTH must be between 0 (all) and {num_layers}, got {depth}")
+    return list(range(depth or num_layers))
+
+
+class VPTCLIP(PromptedCLIP):
+    def __init__(self, clip_model, classnames, template: str, length: int, depth: int = 0):
+        super().__init__(clip_model, classnames, template)
+        if self.vision_encoder is None:
+            raise ConfigError("VPT needs a ViT backbone (e.g. ViT-B/32).")
+        blocks = prompted_blocks(self.vision_encoder.num_layers, depth)
+        self.learnable = VisualPromptTokens(blocks, length, self.vision_encoder.width)
+
+    def visual_prompts(self, images):
+        return self.learnable
+
+
+@TRAINER_REGISTRY.register()
+class VPT(CLIPTrainer):
+    CONFIG_NODE = "VPT"
+
+    def build_prompted_clip(self, clip_model, classnames):
+        c = self.method_cfg
+        return VPTCLIP(clip_model, classnames, template_for(self.cfg.DATASET.NAME), c.N_CTX, c.DEPTH)
+
+    def optimized_modules(self):
+        return [("ctx_learner", self.model.learnable, self.cfg.OPTIM)]

@@ -2,7 +2,8 @@
 # The seed loop every method script shares:  run_seeds.sh TRAINER CFG DATASET SHOTS [KEY VALUE ...]
 #   DATASET: one config of configs/datasets (oxford_pets, fdrd_pets, ...) or "fdrd" for the 9 FDRD domains
 #   SHOTS:   1/2/4/8/16 pairs per class, or "all" for the full training split
-# Environment: DATA (dataset root, default ./data), SEEDS (default "1 2 3"), VARIANT (a subfolder, e.g.
+# Environment: DATA (dataset root, default ./data), SEEDS (default "1 2 3"), FDRD_DOMAINS (the domains
+# "fdrd" stands for, default all 9), VARIANT (a subfolder, e.g.
 # an ablation row), EVAL_ONLY=1 (no training: zero-shot). Finished runs (results.json present) are skipped,
 # interrupted ones resume. A domain whose data is missing is skipped and reported at the end.
 set -u
@@ -12,7 +13,7 @@ SEEDS=${SEEDS:-"1 2 3"}
 TRAINER=$1; CFG=$2; DATASET=$3; SHOTS=$4; shift 4
 
 if [ "${DATASET}" = "fdrd" ]; then
-    DOMAINS="fdrd_caltech101 fdrd_pets fdrd_cars fdrd_flowers fdrd_food101 fdrd_aircraft fdrd_sun397 fdrd_dtd fdrd_ucf101"
+    DOMAINS=${FDRD_DOMAINS:-"fdrd_caltech101 fdrd_pets fdrd_cars fdrd_flowers fdrd_food101 fdrd_aircraft fdrd_sun397 fdrd_dtd fdrd_ucf101"}
 else
     DOMAINS=${DATASET}
 fi

@@ -33,9 +33,13 @@ class Precision:
             return torch.autocast(self.device_type, dtype=torch.float16)
         return contextlib.nullcontext()
 
-    def grad_scaler(self) -> torch.amp.GradScaler | None:
-        # fp16 activations can underflow in backward; bf16 has fp32's range and needs no scaling.
-        return torch.amp.GradScaler(self.device_type) if self.uses_amp else None
+    def grad_scaler(self):
+        """A GradScaler for AMP, None otherwise (bf16 has fp32's range and needs no loss scaling)."""
+        if not self.uses_amp:
+            return None
+        if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3
+            return torch.amp.GradScaler(self.device_type)
+        return torch.cuda.amp.GradScaler()
 
 
 def resolve_precision(name: str, device: torch.device) -> Precision:

@@ -19,10 +19,12 @@ import shutil
 import tempfile
 import threading
 from collections import defaultdict
-from typing import IO, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import gdown
 from dassl.data.datasets import Datum, DatasetBase
+
+from .atomic_io import atomic_write
 
 SPLIT_KEYS = ("train", "val", "test")
 SUBSAMPLE_CHOICES = ("all", "base", "new")
@@ -92,44 +94,6 @@ def split_file_how(dataset_key: str, dataset_dir: str) -> str:
 
 
 # --------------------------------------------------------------------------- atomic files
-
-
-def atomic_write(filepath: str, write: Callable[[IO[bytes]], Any]) -> None:
-    """Run ``write`` on a temp file in the same folder, fsync, then os.replace, so readers never see half a file.
-
-    ``write`` streams into the file (ImageNet's preprocessed.pkl is too big to build as one bytes object).
-    """
-    folder = osp.dirname(osp.abspath(filepath))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{osp.basename(filepath)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, filepath)
-    except BaseException:
-        if osp.exists(tmp_path):
-            os.unlink(tmp_path)
-        raise
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: str) -> None:
-    """Persist the rename itself (POSIX); a no-op where directories cannot be opened."""
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-# --------------------------------------------------------------------------- split files
 
 
 def check_classes(splits: Mapping[str, Sequence[Datum]], source: str) -> None:

@@ -57,8 +57,8 @@ def test_train_writes_checkpoints_results_and_logs(trained_run):
 
 def test_eval_only_reproduces_final_accuracy(trained_run, data_root, tiny_clip_state_dict_path, tmp_path):
     out, proc = trained_run
-    evaluated = run_train(*coop_args(data_root, tiny_clip_state_dict_path, tmp_path / "eval", "--eval-only",
-                                     "--model-dir", str(out), "--load-epoch", "4"))
+    run_train(*coop_args(data_root, tiny_clip_state_dict_path, tmp_path / "eval", "--eval-only",
+                         "--model-dir", str(out), "--load-epoch", "4"))
     trained = json.loads((out / "results.json").read_text())
     reloaded = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert reloaded["accuracy"] == trained["accuracy"] and reloaded["macro_f1"] == trained["macro_f1"]

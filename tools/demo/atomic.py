@@ -8,23 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    # A unique sibling name, opened normally so the file gets the umask's permissions (mkstemp's 0600
-    # would make shared data roots unreadable to other users).
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp_path = path.with_name(f".{path.name}.{os.getpid()}.{time.time_ns()}.tmp")
-    try:
-        write(temp_path)
-        os.replace(temp_path, path)
-    except BaseException:
-        temp_path.unlink(missing_ok=True)
-        raise
+from datasets.atomic_io import atomic_write
 
 
 def json_bytes(payload: Any) -> bytes:
@@ -33,7 +20,7 @@ def json_bytes(payload: Any) -> bytes:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    _atomic_write(path, lambda temp: temp.write_bytes(data))
+    atomic_write(str(path), lambda f: f.write(data))
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:
@@ -43,7 +30,7 @@ def atomic_write_json(path: Path, payload: Any) -> None:
 def atomic_torch_save(path: Path, obj: Any) -> None:
     import torch
 
-    _atomic_write(path, lambda temp: torch.save(obj, temp))
+    atomic_write(str(path), lambda f: torch.save(obj, f))
 
 
 def sha256_of(data: bytes) -> str:

@@ -230,7 +230,10 @@ class FDRD(DatasetBase):
                 "kept (the text encoder truncates them)")
 
     def _fewshot(self, train: list[CaptionDatum], num_shots: int, seed: int, root: str) -> list[CaptionDatum]:
-        """NUM_SHOTS image-caption pairs per class, cached per (shots, seed) in $DATA/fdrd/split_fewshot_<domain>/."""
+        """NUM_SHOTS image-caption pairs per class, cached per (shots, seed) in $DATA/fdrd/split_fewshot_<domain>/.
+
+        The cache is keyed by (shots, seed) only, as in CoOp: delete the folder after replacing a caption file.
+        """
         cache_dir = osp.join(root, "fdrd", f"split_fewshot_{self.spec.name}")
 
         def build() -> tuple[list[CaptionDatum], list[CaptionDatum]]:

@@ -240,3 +240,86 @@ def test_download_tool_hashes_match_the_real_files():
     for item in CAPTION_FILES:
         data = (SHARED_FDRD / item.name).read_bytes()
         assert len(data) == item.size and git_blob_id(data) == item.blob, item.name
+
+
+# ---- further edge cases: placeholders, empty classes, meta errors, base/new, DataManager, configs ---------
+
+def test_placeholder_and_empty_class_messages(tmp_path):
+    from datasets.fdrd_formats import check_class_coverage, find_caption_file
+
+    spec = DOMAINS["caltech101"]
+    placeholder = tmp_path / "train" / "inter_caltech-101_train.json"
+    placeholder.parent.mkdir()
+    placeholder.write_bytes(b"\r\n")  # the upstream HEAD copy is this 2-byte file
+    assert find_caption_file(tmp_path, spec, "train") == placeholder
+    with pytest.raises(FDRDFormatError, match="placeholder.*download_fdrd"):
+        parse_caption_file(placeholder, spec, ["face"])
+    real = tmp_path / "inter_caltech-101_train.json"
+    real.write_text(json.dumps({"Faces_image_0001.jpg": {"class_name": "face", "positive": "p"}}))
+    assert find_caption_file(tmp_path, spec, "train") == real  # a real file wins over the placeholder
+    records = parse_caption_file(real, spec, ["face", "leopard"])
+    with pytest.raises(FDRDFormatError, match=r"1 of 2 classes have no caption.*'leopard'"):
+        check_class_coverage(records, ["face", "leopard"], str(real))
+
+
+@pytest.mark.parametrize("groups, message", [({"a": ["x", "y"], "b": ["y"]}, "in both"),
+                                             ({"a": ["x"]}, "in no group"),
+                                             ({"a": ["nothing"]}, "none of its class names")])
+def test_meta_category_file_errors(tmp_path, groups, message):
+    (tmp_path / "fdrd").mkdir()
+    (tmp_path / "fdrd" / "dtd_meta.json").write_text(json.dumps({"source": "t", "meta_categories": groups}))
+    with pytest.raises(FDRDFormatError, match=message):
+        load_meta_categories("dtd", ["x", "y"], tmp_path)
+
+
+@needs_dassl
+def test_base_new_keeps_captions_and_hard_negatives_switch(tmp_path):
+    from fake_fdrd import make_fake_fdrd
+
+    make_fake_fdrd(tmp_path, domain="aircraft", classes=3, fmt="B")
+    new = build(tmp_path, "aircraft", SUBSAMPLE_CLASSES="new")
+    assert new.classnames == ["F/A-18"] and {d.label for d in new.test} == {0}  # F_A-18 keys resolve to F/A-18
+    assert all("F/A-18" in d.caption and len(d.negatives) == 4 for d in new.test)
+    assert all(d.negatives == () for d in build(tmp_path, "aircraft", FDRD_HARD_NEGATIVES=False).test)
+
+
+@needs_dassl
+def test_data_manager_builds_no_val_loader_and_reports_overlong_once(tmp_path, capsys):
+    from dassl.config import get_cfg_default
+    from dassl.data import DataManager
+    from fake_fdrd import make_fake_fdrd
+
+    from datasets.fdrd import add_config
+
+    made = make_fake_fdrd(tmp_path, domain="dtd", classes=2, train_per_class=4, test_per_class=2)
+    data = json.loads(made["train_json"].read_text())
+    data[next(iter(data))]["positive"] += " very" * 90
+    made["train_json"].write_text(json.dumps(data))
+    cfg = get_cfg_default()
+    add_config(cfg)
+    cfg.DATASET.update(NAME="FDRD", ROOT=str(tmp_path), FDRD_DOMAIN="dtd", SUBSAMPLE_CLASSES="all")
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.DATALOADER.TRAIN_X.BATCH_SIZE = cfg.DATALOADER.TEST.BATCH_SIZE = 4
+    cfg.INPUT.SIZE = (16, 16)
+    dm = DataManager(cfg)
+    assert dm.val_loader is None and dm.num_classes == 2
+    assert dm.dataset.train_x[0].caption.endswith("very")  # kept; the text encoder truncates it
+    overlong = [line for line in capsys.readouterr().out.splitlines() if "77-token" in line]
+    assert len(overlong) == 1 and "1 of 12 captions" in overlong[0]
+    batch = next(iter(dm.test_loader))
+    assert batch["index"].tolist() == [0, 1, 2, 3]  # the trainer looks captions up by this index
+
+
+@needs_dassl
+def test_every_domain_has_a_config_file():
+    from dassl.config import get_cfg_default
+
+    from datasets.fdrd import add_config
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs" / "datasets").glob("fdrd_*.yaml"))
+    assert {path.stem[len("fdrd_"):] for path in files} == set(DOMAINS)
+    for path in files:
+        cfg = get_cfg_default()
+        add_config(cfg)
+        cfg.merge_from_file(str(path))
+        assert cfg.DATASET.NAME == "FDRD" and cfg.DATASET.FDRD_DOMAIN == path.stem[len("fdrd_"):]

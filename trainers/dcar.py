@@ -21,7 +21,6 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY
 from torch import nn
 
@@ -165,15 +164,10 @@ class DCAR(CLIPTrainer):
         items = self.dm.dataset.train_x if split == "train" else self.dm.dataset.test
         return tokenize([item.caption for item in items]).tokens
 
-    @torch.no_grad()
     def frozen_caption_features(self, tokens: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Frozen, unprompted CLIP text features (the input of the CAA adapter), normalised."""
-        encoder = self.model.text_encoder
-        out = []
-        for i in range(0, len(tokens), batch_size):
-            x, eot = encoder.embed(tokens[i:i + batch_size].to(self.device))
-            out.append(F.normalize(encoder(x, eot).float(), dim=-1))
-        return torch.cat(out)
+        """Frozen, unprompted CLIP text features (the input of the CAA adapter), normalised, in batches."""
+        return torch.cat([self.model.frozen_text_features(tokens[i:i + batch_size].to(self.device))
+                          for i in range(0, len(tokens), batch_size)])
 
     def category_loss(self, image_features: torch.Tensor, indices: torch.Tensor, labels: torch.Tensor):
         """L_cate over each image's positive (candidate 0) and its freshly generated negatives."""
@@ -202,10 +196,8 @@ class DCAR(CLIPTrainer):
     def token_weights(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor | None:
         if self.token_reweighting is None:
             return None
-        with torch.no_grad():
-            frozen = self.model.clip.encode_image(images.to(self.model.clip.visual.conv1.weight.dtype))
         # DTR scores the caption tokens; the prompt's context slots are not part of the caption
-        return self.token_reweighting(tokens, frozen, self.blank_features)
+        return self.token_reweighting(tokens, self.model.frozen_image_features(images), self.blank_features)
 
     def compute_loss(self, batch: dict):
         images, tokens, labels = self.parse_retrieval_batch(batch)
@@ -225,16 +217,9 @@ class DCAR(CLIPTrainer):
     def encode_test_images(self, loader):
         features = super().encode_test_images(loader)
         if self.method_cfg.DTR_AT_TEST and self.token_reweighting is not None:
-            self._test_frozen_images = self._frozen_image_features(loader)
+            self._test_frozen_images = self._encode_images(loader, self.model.frozen_image_features)
         return features
 
-    @torch.no_grad()
-    def _frozen_image_features(self, loader) -> torch.Tensor:
-        out = torch.empty(len(loader.dataset), self.blank_features.shape[0])
-        for batch in loader:
-            images = batch["img"].to(self.device, self.model.clip.visual.conv1.weight.dtype)
-            out[batch["index"]] = self.model.clip.encode_image(images).float().cpu()
-        return out
 
     def encode_test_captions(self, tokens: torch.Tensor) -> torch.Tensor:
         frozen = getattr(self, "_test_frozen_images", None)

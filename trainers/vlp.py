@@ -58,15 +58,6 @@ class DualModalityCLIP(CoOpCLIP):
         """Learned-context class features (C, E), unnormalised: DPT's queries and the joint head."""
         return self.encode_text(self.tokenize(self.class_prompt_texts()).tokens.to(device), normalize=False)
 
-    @torch.no_grad()
-    def frozen_image_features(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.clip.encode_image(images.to(self.clip.visual.conv1.weight.dtype)).float(), dim=-1)
-
-    @torch.no_grad()
-    def frozen_text_features(self, tokens: torch.Tensor) -> torch.Tensor:
-        x, eot = self.text_encoder.embed(tokens)
-        return F.normalize(self.text_encoder(x, eot).float(), dim=-1)
-
     def encode_image_with_aux(self, images, class_features_raw=None, need_frozen: bool = False) -> ImageOutput:
         frozen = self.frozen_image_features(images) if need_frozen else None
         return ImageOutput(self.raw_image_features(images), frozen)

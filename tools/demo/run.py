@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     import trainers  # noqa: F401  (fails here, clearly, if Dassl is missing)
     from dassl.engine import TRAINER_REGISTRY
 
+    from trainers.engine.trainer import RESULTS_FILE
+
     start = time.time()
     data, out = Path(args.data), Path(args.out)
     build_demo_assets(data, recipe=PretrainRecipe(steps=args.pretrain_steps, pool_size=args.pretrain_pool))
@@ -96,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(selected)}] {label} ...", end=" ", flush=True)
         t0 = time.time()
         code, console = run_method(train_argv(trainer, flags, data, run_dir, weights, args.shots, args.seed))
-        if code != 0 or not (run_dir / "results.json").is_file():
+        if code != 0 or not (run_dir / RESULTS_FILE).is_file():
             print(f"failed (exit {code}); see {run_dir}/log.txt\n{console[-2000:]}")
             return 1
-        results = json.loads((run_dir / "results.json").read_text())
+        results = json.loads((run_dir / RESULTS_FILE).read_text())
         baseline = baseline or (results if trainer == "ZeroshotCLIP" else None)
         summary[trainer] = results
         rows.append(results_row(label, results, None if trainer == "ZeroshotCLIP" else baseline))

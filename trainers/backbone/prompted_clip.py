@@ -98,12 +98,21 @@ class PromptedCLIP(nn.Module):
         return F.normalize(features.float(), dim=-1) if normalize else features
 
     @torch.no_grad()
+    def frozen_image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised features of the unprompted, frozen CLIP image encoder (no adapter, no prompts)."""
+        return F.normalize(self.clip.encode_image(images.to(self.clip.visual.conv1.weight.dtype)).float(), dim=-1)
+
+    @torch.no_grad()
+    def frozen_text_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Normalised features of plain CLIP text encoding: no context, no deep prompts, no adapter."""
+        x, eot = self.text_encoder.embed(tokens)
+        return F.normalize(self.text_encoder(x, eot).float(), dim=-1)
+
     def frozen_class_features(self, device: torch.device) -> torch.Tensor:
         """Zero-shot class features of the hand-crafted template, computed once."""
         if self._frozen_class_features is None or self._frozen_class_features.device != device:
-            tokens = tokenize([self.template.format(c.replace("_", " ")) for c in self.classnames]).tokens.to(device)
-            x, eot = self.text_encoder.embed(tokens)
-            self._frozen_class_features = F.normalize(self.text_encoder(x, eot).float(), dim=-1)
+            texts = [self.template.format(c.replace("_", " ")) for c in self.classnames]
+            self._frozen_class_features = self.frozen_text_features(tokenize(texts).tokens.to(device))
         return self._frozen_class_features
 
     def class_text_features(self, device: torch.device) -> torch.Tensor:

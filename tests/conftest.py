@@ -26,22 +26,23 @@ HAS_DASSL = importlib.util.find_spec("dassl") is not None
 requires_dassl = pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed (make install DASSL_SRC=...)")
 
 
-def tiny_clip_model(seed: int = 0, image_resolution: int = 32, embed_dim: int = 32):
-    """A CLIP with OpenAI's architecture but tiny widths: 2 ViT blocks of width 64, patch 8, 2 text blocks."""
+def tiny_clip_model(seed: int = 0, image_resolution: int = 32, embed_dim: int = 32, layers: int = 2):
+    """A CLIP with OpenAI's architecture but tiny widths: ``layers`` ViT blocks of width 64, patch 8, and as many
+    text blocks (``layers=12``: the block count of ViT-B, for the recipes' real depth settings)."""
     import clip.model
 
     torch.manual_seed(seed)
     model = clip.model.CLIP(
         embed_dim=embed_dim,
         image_resolution=image_resolution,
-        vision_layers=2,
+        vision_layers=layers,
         vision_width=64,
         vision_patch_size=8,
         context_length=77,
         vocab_size=49408,
         transformer_width=64,
         transformer_heads=1,
-        transformer_layers=2,
+        transformer_layers=layers,
     )
     return model.eval()
 

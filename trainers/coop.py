@@ -11,7 +11,7 @@ from dassl.engine import TRAINER_REGISTRY
 from torch import nn
 
 from .backbone.prompted_clip import PromptedCLIP
-from .backbone.text_encoder import tokenize
+from .backbone.text_encoder import count_bpe_tokens, tokenize
 from .engine.config import set_defaults
 from .engine.errors import ConfigError
 from .engine.trainer import CLIPTrainer
@@ -30,7 +30,11 @@ def add_config(cfg) -> None:
 
 
 def init_context(text_encoder, n_ctx: int, ctx_init: str, num_classes: int = 0) -> nn.Parameter:
-    """Context vectors from the word embeddings of ``ctx_init``, else N(0, 0.02²) (CoOp's init)."""
+    """Context vectors from the word embeddings of ``ctx_init``, else N(0, 0.02²) (CoOp's init).
+
+    The context gets one vector per BPE token of ``ctx_init``; upstream CoOp takes as many as the phrase has
+    words and leaves a split word's remaining pieces as fixed tokens. The two agree whenever every word is one
+    token, as in "a photo of a"."""
     if ctx_init:
         words = ctx_init.replace("_", " ").strip()
         tokens = tokenize([words]).tokens
@@ -66,7 +70,11 @@ class CoOpCLIP(PromptedCLIP):
         return self._encode_with_class_token_inside(device)
 
     def _encode_with_class_token_inside(self, device):
-        """Front/middle: ``[SOT] name ctx . [EOT]`` or ``[SOT] ctx[:M/2] name ctx[M/2:] . [EOT]``."""
+        """Front/middle: ``[SOT] name ctx rest`` or ``[SOT] ctx[:M/2] name ctx[M/2:] rest``, as upstream CoOp.
+
+        The name is the first ``len(BPE(name))`` tokens of ``"{name}."`` (CoOp's ``name_lens``), so a final "."
+        that BPE merges with the name's last characters (``").``" in ``"crane (bird)."``) stays inside the name,
+        and ``rest`` is what follows: "." (unless merged), EOT, padding."""
         tokens = self.tokenize(self.class_prompt_texts()).tokens.to(device)
         emb = self.text_encoder.token_embedding(tokens)
         ctx = self.learnable.ctx.to(emb.dtype)
@@ -74,15 +82,18 @@ class CoOpCLIP(PromptedCLIP):
             ctx = ctx.unsqueeze(0).expand(len(tokens), -1, -1)
         half = self.num_text_ctx // 2
         rows = []
-        for i, eot in enumerate(tokens.argmax(dim=-1).tolist()):
-            name = emb[i, 1:eot - 1]  # the class name's tokens, without the final "."
-            rest = emb[i, eot - 1:]   # ". [EOT] pad"
+        for i, name_len in enumerate(self.name_lengths):
+            name, rest = emb[i, 1:1 + name_len], emb[i, 1 + name_len:]
             pieces = [emb[i, :1]]
             pieces += [name, ctx[i]] if self.position == "front" else [ctx[i, :half], name, ctx[i, half:]]
             rows.append(torch.cat(pieces + [rest]))
         x = torch.stack(rows)
         features = self.text_encoder(x, tokens.argmax(dim=-1) + self.num_text_ctx)
         return torch.nn.functional.normalize(features.float(), dim=-1)
+
+    @property
+    def name_lengths(self) -> list[int]:
+        return [count_bpe_tokens(name.replace("_", " ")) for name in self.classnames]
 
 
 @TRAINER_REGISTRY.register()

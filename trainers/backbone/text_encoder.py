@@ -35,6 +35,11 @@ def _bpe_ids(text: str) -> tuple[int, ...]:
     return tuple(_bpe().encode(text))
 
 
+def count_bpe_tokens(text: str) -> int:
+    """How many BPE tokens ``text`` becomes on its own (CoOp's ``name_lens``)."""
+    return len(_bpe_ids(text))
+
+
 @dataclass
 class TokenizedTexts:
     tokens: torch.Tensor  # (N, context_length - reserved), long

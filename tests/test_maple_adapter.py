@@ -62,6 +62,39 @@ def test_maple_text_encoding_replaces_deep_prompts(maple):
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
 
 
+def test_maple_deep_projections_are_clones_of_one_layer():
+    """Official MaPLe: ``proj`` has its own init, ``compound_prompt_projections = _get_clones(single_layer)``."""
+    from trainers.maple import CoupledPromptCLIP
+
+    torch.manual_seed(1)
+    model = CoupledPromptCLIP(tiny_clip_model(layers=4), CLASSES, n_ctx=2, depth=4)
+    first, *deep = model.learnable.to_visual
+    assert len(deep) == 3 and not torch.equal(first.weight, deep[0].weight)
+    for layer in deep[1:]:
+        assert torch.equal(layer.weight, deep[0].weight) and torch.equal(layer.bias, deep[0].bias)
+        assert layer.weight is not deep[0].weight  # copies, each trained on its own
+    params = list(model.learnable.parameters())
+    assert len({id(p) for p in params}) == len(params) == 1 + 3 + 2 * 4
+
+
+@pytest.mark.parametrize("n_ctx, init_words", [(2, True), (4, True), (5, False), (8, False)])
+def test_maple_init_words_only_up_to_four_tokens(n_ctx, init_words):
+    """The official code initialises from CTX_INIT only when N_CTX <= 4; beyond, random context, no fixed words."""
+    from trainers.backbone.text_encoder import tokenize
+    from trainers.maple import CoupledPromptCLIP
+
+    phrase = "a photo of a nice big"
+    model = CoupledPromptCLIP(tiny_clip_model(), CLASSES, n_ctx=n_ctx, ctx_init=phrase, depth=1)
+    words = model.text_encoder.token_embedding(tokenize([phrase]).tokens)[0, 1:1 + n_ctx]
+    if init_words:
+        torch.testing.assert_close(model.learnable.ctx.data, words)
+        rest = " ".join(phrase.split()[n_ctx:])
+        assert model.class_prompt_texts() == [f"{rest} tabby cat.", f"{rest} beagle."]
+    else:
+        assert 0.01 < model.learnable.ctx.std().item() < 0.03  # N(0, 0.02^2)
+        assert model.class_prompt_texts() == ["tabby cat.", "beagle."]
+
+
 def test_maple_shallow_and_invalid_depth():
     from trainers.engine.errors import ConfigError
     from trainers.maple import CoupledPromptCLIP

@@ -142,3 +142,55 @@ def test_zero_shot_logits_match_clip(clip12, images):
         logits_per_image, _ = clip12(images, clip_tokenize([TEMPLATE.format(c.replace("_", " "))
                                                             for c in TRICKY_CLASSES]))
         torch.testing.assert_close(model(images), logits_per_image, rtol=1e-5, atol=1e-4)
+
+
+# ---- MaPLe --------------------------------------------------------------------------------------------------------
+
+def official_maple_logits(clip_model, classnames, images, ctx, proj, deep_text, deep_proj, prompt_prefix):
+    """MaPLe's MultiModalPromptLearner + TextEncoder + VisionTransformer_MaPLe + ResidualAttentionBlock_MaPLe:
+    V_1 after SOT and ``proj(V_1)`` after the patch tokens (before ln_pre); in blocks 1..J-1 (0-based) the text
+    positions 1..n and the last n image tokens are replaced by the next compound prompts."""
+    n_ctx = ctx.shape[0]
+    names = [name.replace("_", " ") for name in classnames]
+    tokenized = clip_tokenize([prompt_prefix + " " + name + "." for name in names])
+    embedding = clip_model.token_embedding(tokenized)
+    prompts = torch.cat([embedding[:, :1], ctx.expand(len(names), -1, -1), embedding[:, 1 + n_ctx:]], dim=1)
+    x = (prompts + clip_model.positional_embedding).permute(1, 0, 2)
+    for i, block in enumerate(clip_model.transformer.resblocks):
+        if 1 <= i <= len(deep_text):
+            deep = deep_text[i - 1].expand(x.shape[1], -1, -1).permute(1, 0, 2)
+            x = torch.cat([x[:1], deep, x[1 + n_ctx:]], dim=0)
+        x = block(x)
+    x = clip_model.ln_final(x.permute(1, 0, 2))
+    text = x[torch.arange(len(names)), tokenized.argmax(dim=-1)] @ clip_model.text_projection
+
+    visual = clip_model.visual
+    x = visual.conv1(images)
+    x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+    x = torch.cat([visual.class_embedding + torch.zeros(x.shape[0], 1, x.shape[-1]), x], dim=1)
+    x = x + visual.positional_embedding
+    x = torch.cat([x, proj(ctx).expand(x.shape[0], -1, -1)], dim=1)
+    x = visual.ln_pre(x).permute(1, 0, 2)
+    deep_visual = [layer(prompt) for layer, prompt in zip(deep_proj, deep_text)]
+    for i, block in enumerate(visual.transformer.resblocks):
+        if 1 <= i <= len(deep_visual):
+            x = torch.cat([x[:x.shape[0] - n_ctx], deep_visual[i - 1].expand(x.shape[1], -1, -1).permute(1, 0, 2)])
+        x = block(x)
+    image = visual.ln_post(x.permute(1, 0, 2)[:, 0, :]) @ visual.proj
+    return cosine_logits(clip_model, image, text)
+
+
+@pytest.mark.parametrize("n_ctx, depth", [(2, 9), (2, 1), (6, 12)])
+def test_maple_logits_match_official(clip12, images, n_ctx, depth):
+    from trainers.maple import CoupledPromptCLIP
+
+    torch.manual_seed(0)
+    model = CoupledPromptCLIP(clip12, TRICKY_CLASSES, n_ctx=n_ctx, ctx_init="a photo of a", depth=depth)
+    learnable = model.learnable
+    with torch.no_grad():
+        for p in learnable.parameters():  # as after training: the clones differ, biases are not small
+            p.add_(0.05 * torch.randn_like(p))
+        prefix = "a photo of a" if n_ctx <= 4 else " ".join(["X"] * n_ctx)  # the official N_CTX > 4 fallback
+        expected = official_maple_logits(clip12, TRICKY_CLASSES, images, learnable.ctx, learnable.to_visual[0],
+                                         list(learnable.deep_text), list(learnable.to_visual[1:]), prefix)
+        torch.testing.assert_close(model(images), expected, rtol=1e-5, atol=1e-4)

@@ -4,11 +4,19 @@ Text prompts ``V_l`` (n x 512) enter the first J text blocks; the visual prompts
 generated from them, ``E_l = F_l(V_l)`` with F_l linear 512 -> 768, and appended after the patch tokens.
 After block J the processed prompts are carried through the remaining blocks on both sides.
 
-The first ``N_CTX`` words of CTX_INIT ("a photo of a") initialise V_1; the rest of the phrase stays as
-fixed words before the class name (MaPLe's construction). On caption datasets the context goes before
-each caption instead. DCAR reuses this model for its dual prompts.
+Initialisation as in the official code (muzairkhattak/multimodal-prompt-learning):
+- With CTX_INIT and ``N_CTX <= 4``, the first ``N_CTX`` words of CTX_INIT ("a photo of a") initialise V_1 and the
+  rest of the phrase stays as fixed words before the class name ("of a {name}."). With ``N_CTX > 4`` (or no
+  CTX_INIT) V_1 is random, N(0, 0.02²), and no fixed words are kept: the official fallback. Where the official
+  code would take sub-word pieces (a first-N_CTX word that is several BPE tokens, or a phrase shorter than
+  N_CTX, where it cuts into the class name) we use the random start instead.
+- F_1 is its own Linear; F_2..F_J are deep copies of one initialised Linear (``_get_clones``), so they are
+  identical at step 0. The deep text prompts V_2..V_J are N(0, 0.02²).
+On caption datasets the context goes before each caption instead. DCAR reuses this model for its dual prompts.
 """
 from __future__ import annotations
+
+import copy
 
 import torch
 from dassl.engine import TRAINER_REGISTRY
@@ -34,6 +42,8 @@ def add_config(cfg) -> None:
 class CoupledPromptCLIP(PromptedCLIP):
     learns_text = True
     carry_visual_prompts = True
+    #: the official code initialises the context from CTX_INIT only up to this many tokens
+    MAX_INIT_CTX = 4
 
     def __init__(self, clip_model, classnames, n_ctx: int = 2, ctx_init: str = "a photo of a", depth: int = 9):
         super().__init__(clip_model, classnames)
@@ -43,24 +53,26 @@ class CoupledPromptCLIP(PromptedCLIP):
         if not 1 <= depth <= layers:
             raise ConfigError(f"PROMPT_DEPTH must be between 1 and {layers} for this backbone, got {depth}.")
         text_width, vision_width = self.text_encoder.width, self.vision_encoder.width
-        words = ctx_init.replace("_", " ").split()
-        self.fixed_words = " ".join(words[n_ctx:]) if len(words) >= n_ctx else ""
         self.num_text_ctx = n_ctx
         self.depth = depth
         self.learnable = nn.Module()
-        self.learnable.ctx = nn.Parameter(self._init_ctx(words, n_ctx, text_width))
+        ctx, self.fixed_words = self._init_ctx(ctx_init, n_ctx, text_width)
+        self.learnable.ctx = nn.Parameter(ctx)
         self.learnable.deep_text = nn.ParameterList(
             [nn.Parameter(torch.randn(n_ctx, text_width) * 0.02) for _ in range(depth - 1)])
-        self.learnable.to_visual = nn.ModuleList([nn.Linear(text_width, vision_width) for _ in range(depth)])
+        deep_projection = nn.Linear(text_width, vision_width)
+        self.learnable.to_visual = nn.ModuleList([nn.Linear(text_width, vision_width)] + [
+            copy.deepcopy(deep_projection) for _ in range(depth - 1)])
 
-    def _init_ctx(self, words: list[str], n_ctx: int, width: int) -> torch.Tensor:
-        if len(words) < n_ctx:
-            return torch.randn(n_ctx, width) * 0.02
-        tokens = tokenize([" ".join(words[:n_ctx])]).tokens
-        emb = self.text_encoder.token_embedding(tokens.to(self.text_encoder.token_embedding.weight.device))
-        if int(tokens.argmax()) - 1 != n_ctx:  # a word split into several BPE pieces: fall back to random
-            return torch.randn(n_ctx, width) * 0.02
-        return emb[0, 1:1 + n_ctx].detach().float().clone()
+    def _init_ctx(self, ctx_init: str, n_ctx: int, width: int) -> tuple[torch.Tensor, str]:
+        """(V_1, the fixed words between the context and the class name)."""
+        words = ctx_init.replace("_", " ").split()
+        if words and n_ctx <= self.MAX_INIT_CTX and len(words) >= n_ctx:
+            tokens = tokenize([" ".join(words[:n_ctx])]).tokens
+            if int(tokens.argmax()) - 1 == n_ctx:  # each of the first n_ctx words is one BPE token
+                emb = self.text_encoder.token_embedding(tokens.to(self.text_encoder.token_embedding.weight.device))
+                return emb[0, 1:1 + n_ctx].detach().float().clone(), " ".join(words[n_ctx:])
+        return torch.randn(n_ctx, width) * 0.02, ""
 
     def class_prompt_texts(self) -> list[str]:
         prefix = f"{self.fixed_words} " if self.fixed_words else ""

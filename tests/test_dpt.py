@@ -166,15 +166,26 @@ def test_loss_schedule_switches_at_epoch_c(data_root, tiny_clip_state_dict_path,
             assert loss.item() == pytest.approx((main + aux).item(), rel=1e-5)
 
 
-def test_auxiliary_loss_is_zero_when_no_selected_class_is_the_label(data_root, tiny_clip_state_dict_path, tmp_path):
+def test_no_class_aware_term_when_no_selected_class_is_the_label(data_root, tiny_clip_state_dict_path, tmp_path):
+    """As officially, such a batch has no L_cav term: the auxiliary classifiers and their LayerNorms get no
+    gradient, so SGD applies neither weight decay nor momentum to them on that step (a ``0 * sum`` would)."""
     trainer = build(data_root, tiny_clip_state_dict_path, tmp_path, "TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT", "2",
-                    "TRAINER.SELECTED_COVPT.CPN", "1")
+                    "TRAINER.SELECTED_COVPT.CPN", "1", "OPTIM.WARMUP_EPOCH", "0", "TRAINER.DPT.TEXT_WARMUP_EPOCH", "0")
     images = next(iter(trainer.train_loader_x))["img"]
-    out = trainer.model.encode_image_with_aux(images)
-    wrong = (out.selection[:, 0] + 1) % len(CLASSES)  # labels that the selector never chose
-    aux = trainer.auxiliary_loss(out, wrong)
-    assert aux.item() == 0.0 and torch.isfinite(aux)
-    aux.backward()  # a zero that still has a graph
+    with torch.no_grad():
+        selection = trainer.model.encode_image_with_aux(images).selection
+    wrong = (selection[:, 0] + 1) % len(CLASSES)  # labels that the selector never chose
+    generator = trainer.model.cavpt[0]
+    untouched = [generator.classifier.weight, generator.norm_aux.weight, generator.norm_aux.bias]
+    before = [p.detach().clone() for p in untouched]
+    query_before = generator.query.weight.detach().clone()
+    trainer.batch_idx, trainer.num_batches = 0, 10
+    summary = trainer.forward_backward({"img": images, "label": wrong})
+    assert "loss_aux" not in summary and summary["loss"] == summary["loss_main"]
+    optim = trainer._optims["extractor"]
+    for p, old in zip(untouched, before):
+        assert p.grad is None and torch.equal(p, old) and p not in optim.state  # no decay, no momentum buffer
+    assert not torch.equal(generator.query.weight, query_before)  # the prompts' path did train
 
 
 @pytest.mark.parametrize("trainer, extra", [("DPT", DPT_SMALL + ("PRETRAIN.C", "2")), ("VLP", ("PRETRAIN.C", "2")),

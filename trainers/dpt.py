@@ -8,7 +8,8 @@ Follows the official implementation's semantics (design/dpt.md), with its bugs f
   Q0 = Linear(T_S); attention with a 32-d query/key space over [detached hidden states ; 10 learnable
   tokens]; O = (A KV) W_v; prompts = LN(O + Q0); auxiliary class logits = Linear(LN(O)).
 - L = (VLP's scheduled loss) + ALPHA * L_cav, L_cav = CE of the auxiliary logits of the tokens whose
-  selected class is the ground truth, in every CAVPT block; a batch with no such token adds exactly 0.
+  selected class is the ground truth, in every CAVPT block; a batch with no such token has no L_cav term
+  (as officially: the auxiliary classifiers get no gradient, so SGD leaves them alone on that step).
 - The generator runs in fp32 with standard LayerNorms, whatever the backbone's precision (the official
   code forces it to fp16, which breaks its fp32 and AMP paths).
 Retrieval (FDRD): the captions carry the learned text context; CAVPT's queries are the learned class-name
@@ -143,5 +144,6 @@ class DPT(VLP):
     def optimized_modules(self):
         return super().optimized_modules() + [("extractor", self.model.cavpt, self.cfg.OPTIM)]
 
-    def auxiliary_loss(self, out: ImageOutput, labels: torch.Tensor) -> torch.Tensor:
-        return self.cfg.TRAINER.ALPHA * class_aware_loss(out.aux_logits, out.selection, labels)
+    def auxiliary_loss(self, out: ImageOutput, labels: torch.Tensor) -> torch.Tensor | None:
+        loss = class_aware_loss(out.aux_logits, out.selection, labels)
+        return None if loss is None else self.cfg.TRAINER.ALPHA * loss

@@ -113,7 +113,7 @@ def category_weighted_contrastive(
     return F.cross_entropy(logits, targets)
 
 
-def class_aware_loss(logits: Tensor, selected: Tensor, labels: Tensor) -> Tensor:
+def class_aware_loss(logits: Tensor, selected: Tensor, labels: Tensor) -> Tensor | None:
     """DPT's auxiliary CAVPT loss L_cav (dpt.md §1.7).
 
     Args:
@@ -123,8 +123,10 @@ def class_aware_loss(logits: Tensor, selected: Tensor, labels: Tensor) -> Tensor
 
     Returns the mean, over ``{(b, layer, k) : selected[b, k] == labels[b]}``, of ``CE(logits[b, layer, k], labels[b])``:
     only the token built for the true class is supervised. When no sample has its label among the selected
-    classes the set is empty; the original code then divides 0 by 0 (NaN, dpt.md §4 bug 4). Here the result is a
-    zero that is still connected to ``logits`` so ``backward()`` works and gives zero gradients.
+    classes the set is empty and the result is ``None``: the caller adds no term at all, as the official code does
+    (its 2-D mask flattens the masked logits, so its ``shape != torch.Size([0])`` guard skips the term). A zero
+    tensor would not do: it gives the classifiers zero gradients instead of none, and SGD would still apply
+    weight decay and momentum to them.
     """
     if logits.dim() != 4:
         raise ValueError(f"logits must be [B, n_layers, K, C], got shape {tuple(logits.shape)}")
@@ -136,7 +138,7 @@ def class_aware_loss(logits: Tensor, selected: Tensor, labels: Tensor) -> Tensor
         )
     is_true_class = (selected == labels.unsqueeze(1)).unsqueeze(1).expand(batch, num_layers, num_tokens)
     if not bool(is_true_class.any()):
-        return (logits.sum() * 0.0).float()
+        return None
     rows = logits[is_true_class].float()  # [n, C]
     targets = labels.unsqueeze(1).unsqueeze(2).expand(batch, num_layers, num_tokens)[is_true_class]
     return F.cross_entropy(rows, targets)

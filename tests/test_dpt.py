@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import HAS_DASSL, ROOT, TINY_OVERRIDES, run_train, tiny_clip_model
-from fake_coop_data import make_split_dataset
+from fake_coop_data import make_imagenet, make_split_dataset
 
 pytestmark = [pytest.mark.dassl, pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed")]
 
@@ -115,7 +115,7 @@ def dpt_args(root, ckpt, out, trainer="DPT", dataset="oxford_pets", *extra):
 DPT_SMALL = ("TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT", "2", "TRAINER.SELECTED_COVPT.CPN", "2")
 
 
-def build(root, ckpt, out, *overrides, trainer="DPT"):
+def build(root, ckpt, out, *overrides, trainer="DPT", dataset="oxford_pets"):
     import sys
 
     sys.path.insert(0, str(ROOT))
@@ -125,7 +125,7 @@ def build(root, ckpt, out, *overrides, trainer="DPT"):
     import trainers  # noqa: F401
     from train import build_parser, setup_cfg
 
-    args = build_parser().parse_args(list(dpt_args(root, ckpt, out, trainer)) + list(overrides))
+    args = build_parser().parse_args(list(dpt_args(root, ckpt, out, trainer, dataset)) + list(overrides))
     torch.manual_seed(0)
     return build_trainer(setup_cfg(args))
 
@@ -140,6 +140,24 @@ def test_optimiser_groups_learning_rates_and_warmups(data_root, tiny_clip_state_
     assert all(trainer._optims[n].param_groups[0]["lr"] == pytest.approx(1e-5) for n in scheds)  # warm-up
     text_params = {id(p) for p in trainer.model.learnable.parameters()}
     assert not text_params & {id(p) for p in trainer.model.cavpt.parameters()}
+
+
+@pytest.mark.parametrize("trainer, visual_warmup", [("DPT", 1), ("VLP", 1), ("VPT", 10)])
+def test_imagenet_warms_up_the_visual_side_for_one_epoch_in_dpt_and_vlp_only(tmp_path, tiny_clip_state_dict_path,
+                                                                            trainer, visual_warmup):
+    """The official DPT and VLP trainers set WARMUP_EPOCH 1 for their visual optimisers on ImageNet; VPT does not."""
+    make_imagenet(tmp_path / "data", {"n01440764": "tench", "n01443537": "goldfish"}, n_train=4, n_val=1)
+    built = build(tmp_path / "data", tiny_clip_state_dict_path, tmp_path / "out", *DPT_SMALL, trainer=trainer,
+                  dataset="imagenet")
+    scheds = built._scheds
+    visual = [name for name in scheds if name != "prompt_learner"]
+    assert visual and all(scheds[name].warmup_epoch == visual_warmup for name in visual)
+    if trainer != "VPT":
+        assert scheds["prompt_learner"].warmup_epoch == 1 and scheds["prompt_learner"].base_lrs == [0.002]
+    if trainer == "DPT":
+        again = build(tmp_path / "data", tiny_clip_state_dict_path, tmp_path / "out2", *DPT_SMALL,
+                      "TRAINER.DPT.IMAGENET_WARMUP_EPOCH", "-1", trainer=trainer, dataset="imagenet")
+        assert all(again._scheds[name].warmup_epoch == 10 for name in visual)
 
 
 def test_loss_schedule_switches_at_epoch_c(data_root, tiny_clip_state_dict_path, tmp_path):

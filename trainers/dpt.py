@@ -41,6 +41,7 @@ def add_config(cfg) -> None:
         "PREC": "fp16",
         "TEXT_LR": 0.002,          # the text context's own LR and warm-up (hard-coded in the official code)
         "TEXT_WARMUP_EPOCH": 1,
+        "IMAGENET_WARMUP_EPOCH": 1,  # the visual prompts' and generators' warm-up on ImageNet (-1: OPTIM's)
         "NUM_KV_TOKENS": 10,       # learnable key/value tokens per CAVPT block (hard-coded 10 there)
         "ATTN_DIM": 32,            # query/key width of the CAVPT attention (hard-coded 32 there)
     })
@@ -142,7 +143,7 @@ class DPT(VLP):
                               c.NUM_KV_TOKENS, c.ATTN_DIM)
 
     def optimized_modules(self):
-        return super().optimized_modules() + [("extractor", self.model.cavpt, self.cfg.OPTIM)]
+        return super().optimized_modules() + [("extractor", self.model.cavpt, self.visual_optim_cfg())]
 
     def auxiliary_loss(self, out: ImageOutput, labels: torch.Tensor) -> torch.Tensor | None:
         loss = class_aware_loss(out.aux_logits, out.selection, labels)

@@ -7,7 +7,9 @@ afterwards only the joint head, l = prompted image x learned text, which is also
 On caption datasets the same schedule uses symmetric InfoNCE: learned text = captions with the learned
 context, frozen text = the plain captions.
 Three-way split of the optimisation as in the official code: the text context has its own learning rate and
-warm-up (TEXT_LR, TEXT_WARMUP_EPOCH; hard-coded 0.002 / 1 there), the visual prompts follow OPTIM.
+warm-up (TEXT_LR, TEXT_WARMUP_EPOCH; hard-coded 0.002 / 1 there), the visual prompts follow OPTIM, except that on
+ImageNet they warm up for IMAGENET_WARMUP_EPOCH (hard-coded 1 there; -1 keeps OPTIM.WARMUP_EPOCH). The
+official VPT trainer has no such rule, and neither has ours.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ from .vpt import VisualPromptTokens, prompted_blocks
 
 def add_config(cfg) -> None:
     set_defaults(cfg, "PRETRAIN", {"C": 30})  # epochs of general knowledge guidance (official key)
-    set_defaults(cfg, "TRAINER.VLP", {"PREC": "fp16", "TEXT_LR": 0.002, "TEXT_WARMUP_EPOCH": 1})
+    set_defaults(cfg, "TRAINER.VLP", {"PREC": "fp16", "TEXT_LR": 0.002, "TEXT_WARMUP_EPOCH": 1,
+                                      "IMAGENET_WARMUP_EPOCH": 1})
 
 
 @dataclass
@@ -82,8 +85,19 @@ class VLP(CLIPTrainer):
         text.LR, text.WARMUP_EPOCH = self.method_cfg.TEXT_LR, self.method_cfg.TEXT_WARMUP_EPOCH
         groups = [("prompt_learner", self.model.learnable, text)]
         if self.model.vpt is not None:
-            groups.append(("ctx_learner", self.model.vpt, self.cfg.OPTIM))
+            groups.append(("ctx_learner", self.model.vpt, self.visual_optim_cfg()))
         return groups
+
+    def visual_optim_cfg(self):
+        """OPTIM for the visual prompts (and DPT's generators): on ImageNet the official code warms them up for one
+        epoch whatever OPTIM.WARMUP_EPOCH says."""
+        epochs = self.method_cfg.IMAGENET_WARMUP_EPOCH
+        if self.cfg.DATASET.NAME != "ImageNet" or epochs < 0:
+            return self.cfg.OPTIM
+        optim = self.cfg.OPTIM.clone()
+        optim.defrost()
+        optim.WARMUP_EPOCH = epochs
+        return optim
 
     @property
     def in_guidance(self) -> bool:

@@ -160,6 +160,51 @@ def test_imagenet_warms_up_the_visual_side_for_one_epoch_in_dpt_and_vlp_only(tmp
         assert all(again._scheds[name].warmup_epoch == 10 for name in visual)
 
 
+def recipe_cfg(trainer: str, *opts: str):
+    """The config a user gets: Dassl's defaults, every module's keys, the recipe, then command-line overrides."""
+    from dassl.config import get_cfg_default
+
+    from trainers.engine.config import extend_cfg
+
+    cfg = extend_cfg(get_cfg_default())
+    cfg.merge_from_file(str(ROOT / "configs" / "trainers" / trainer / "vit_b32.yaml"))
+    cfg.merge_from_list(list(opts))
+    return cfg
+
+
+@pytest.mark.parametrize("trainer", ["VPT", "VLP", "DPT"])
+def test_official_precision_key_is_honoured_and_the_method_key_wins(trainer):
+    from dassl.engine import TRAINER_REGISTRY
+
+    import trainers  # noqa: F401
+    from trainers.engine.errors import ConfigError
+
+    cls = TRAINER_REGISTRY.get(trainer)
+    own = f"TRAINER.{trainer}.PREC"
+    assert cls.precision_setting(recipe_cfg(trainer)) == ("fp16", "TRAINER.COOP.PREC")  # the official default
+    assert cls.precision_setting(recipe_cfg(trainer, "TRAINER.COOP.PREC", "fp32")) == ("fp32", "TRAINER.COOP.PREC")
+    assert cls.precision_setting(recipe_cfg(trainer, own, "bf16")) == ("bf16", own)
+    assert cls.precision_setting(recipe_cfg(trainer, "TRAINER.COOP.PREC", "fp32", own, "amp")) == ("amp", own)
+    with pytest.raises(ConfigError, match=r"TRAINER\.COOP\.PREC: PREC must be one of"):
+        cls.precision_setting(recipe_cfg(trainer, "TRAINER.COOP.PREC", "half"))
+
+
+def test_other_methods_read_their_own_precision_key():
+    from dassl.engine import TRAINER_REGISTRY
+
+    import trainers  # noqa: F401
+
+    cfg = recipe_cfg("DPT", "TRAINER.COOP.PREC", "fp32", "TRAINER.MAPLE.PREC", "amp")
+    assert TRAINER_REGISTRY.get("MaPLe").precision_setting(cfg) == ("amp", "TRAINER.MAPLE.PREC")  # as officially
+    assert TRAINER_REGISTRY.get("CoOp").precision_setting(cfg) == ("fp32", "TRAINER.COOP.PREC")
+
+
+def test_official_precision_key_reaches_the_model(data_root, tiny_clip_state_dict_path, tmp_path):
+    trainer = build(data_root, tiny_clip_state_dict_path, tmp_path, "TRAINER.VPT.PREC", "", "TRAINER.COOP.PREC",
+                    "bf16", trainer="VPT")
+    assert trainer.precision.name == "bf16" and trainer.model.clip.visual.conv1.weight.dtype == torch.bfloat16
+
+
 def test_loss_schedule_switches_at_epoch_c(data_root, tiny_clip_state_dict_path, tmp_path):
     from trainers.losses import class_aware_loss
 

@@ -38,7 +38,7 @@ def add_config(cfg) -> None:
     if "ALPHA" not in cfg.TRAINER:
         cfg.TRAINER.ALPHA = 1.0                                                   # weight of L_cav (recipe: 0.3)
     set_defaults(cfg, "TRAINER.DPT", {
-        "PREC": "fp16",
+        "PREC": "",                # fp16 | bf16 | amp | fp32; "" = TRAINER.COOP.PREC, the official scripts' key
         "TEXT_LR": 0.002,          # the text context's own LR and warm-up (hard-coded in the official code)
         "TEXT_WARMUP_EPOCH": 1,
         "IMAGENET_WARMUP_EPOCH": 1,  # the visual prompts' and generators' warm-up on ImageNet (-1: OPTIM's)

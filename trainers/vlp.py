@@ -30,8 +30,12 @@ from .vpt import VisualPromptTokens, prompted_blocks
 
 def add_config(cfg) -> None:
     set_defaults(cfg, "PRETRAIN", {"C": 30})  # epochs of general knowledge guidance (official key)
-    set_defaults(cfg, "TRAINER.VLP", {"PREC": "fp16", "TEXT_LR": 0.002, "TEXT_WARMUP_EPOCH": 1,
-                                      "IMAGENET_WARMUP_EPOCH": 1})
+    set_defaults(cfg, "TRAINER.VLP", {
+        "PREC": "",  # fp16 | bf16 | amp | fp32; "" = TRAINER.COOP.PREC, the key of the official scripts
+        "TEXT_LR": 0.002,
+        "TEXT_WARMUP_EPOCH": 1,
+        "IMAGENET_WARMUP_EPOCH": 1,
+    })
 
 
 @dataclass
@@ -69,6 +73,7 @@ class DualModalityCLIP(CoOpCLIP):
 @TRAINER_REGISTRY.register()
 class VLP(CLIPTrainer):
     CONFIG_NODE = "VLP"
+    OFFICIAL_PREC_NODE = "COOP"
 
     def build_prompted_clip(self, clip_model, classnames):
         cfg = self.cfg

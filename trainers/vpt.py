@@ -23,7 +23,7 @@ def add_config(cfg) -> None:
         "N_CTX": 5,      # prompt tokens per block (the official DPT scripts use 10)
         "DEPTH": 0,      # prompted blocks from the first one; 0 = every block
         "LN": False,     # accepted for the official scripts' overrides; unused there too
-        "PREC": "fp16",
+        "PREC": "",      # fp16 | bf16 | amp | fp32; "" = TRAINER.COOP.PREC, the key of the official scripts
     })
 
 
@@ -63,6 +63,7 @@ class VPTCLIP(PromptedCLIP):
 @TRAINER_REGISTRY.register()
 class VPT(CLIPTrainer):
     CONFIG_NODE = "VPT"
+    OFFICIAL_PREC_NODE = "COOP"
 
     def build_prompted_clip(self, clip_model, classnames):
         c = self.method_cfg

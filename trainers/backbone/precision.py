@@ -42,10 +42,15 @@ class Precision:
         return torch.cuda.amp.GradScaler()
 
 
-def resolve_precision(name: str, device: torch.device) -> Precision:
-    name = name.lower()
-    if name not in PRECISIONS:
+def check_precision_name(name: str) -> str:
+    """``name`` in lower case, or a ConfigError naming the choices."""
+    if name.lower() not in PRECISIONS:
         raise ConfigError(f"PREC must be one of {PRECISIONS}, got {name!r}.")
+    return name.lower()
+
+
+def resolve_precision(name: str, device: torch.device) -> Precision:
+    name = check_precision_name(name)
     if device.type != "cuda" and name in ("fp16", "amp"):
         logger.warning("PREC=%s needs CUDA; running in fp32 on %s.", name, device.type)
         print(f"PREC={name} needs CUDA: falling back to fp32 on {device.type}")

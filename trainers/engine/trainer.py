@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..backbone.loading import load_clip
-from ..backbone.precision import cast_clip_weights, resolve_precision
+from ..backbone.precision import cast_clip_weights, check_precision_name, resolve_precision
 from ..backbone.prompted_clip import PromptedCLIP
 from ..losses import symmetric_info_nce
 from .errors import ConfigError
@@ -41,6 +41,10 @@ RESULTS_FILE = "results.json"
 class CLIPTrainer(TrainerX):
     #: the cfg.TRAINER.<node> holding this method's keys (PREC among them)
     CONFIG_NODE = "COOP"
+    #: the node whose PREC the method's official code reads, when that is not CONFIG_NODE (fanrena/DPT's VPT,
+    #: VLP and DPT read TRAINER.COOP.PREC): then TRAINER.<CONFIG_NODE>.PREC defaults to "" and, left empty,
+    #: defers to it; set, it wins
+    OFFICIAL_PREC_NODE: str | None = None
     #: caption datasets (FDRD) are supported unless a method sets this False
     SUPPORTS_RETRIEVAL = True
     SUPPORTS_CLASSIFICATION = True
@@ -79,7 +83,20 @@ class CLIPTrainer(TrainerX):
 
     # ---- building ------------------------------------------------------------------------------
     def check_cfg(self, cfg) -> None:
-        resolve_precision(cfg.TRAINER[self.CONFIG_NODE].PREC, torch.device("cpu"))  # validates the name
+        self.precision_setting(cfg)  # validates the name before anything is built
+
+    @classmethod
+    def precision_setting(cls, cfg) -> tuple[str, str]:
+        """(precision name, the key that set it): TRAINER.<CONFIG_NODE>.PREC, or, when that is empty, the key of
+        the official code (OFFICIAL_PREC_NODE). A precision key of the official scripts is never ignored."""
+        key = f"TRAINER.{cls.CONFIG_NODE}.PREC"
+        name = cfg.TRAINER[cls.CONFIG_NODE].PREC
+        if not name and cls.OFFICIAL_PREC_NODE:
+            key, name = f"TRAINER.{cls.OFFICIAL_PREC_NODE}.PREC", cfg.TRAINER[cls.OFFICIAL_PREC_NODE].PREC
+        try:
+            return check_precision_name(name), key
+        except ConfigError as err:
+            raise ConfigError(f"{key}: {err}") from None
 
     def build_data_loader(self) -> None:
         super().build_data_loader()
@@ -93,7 +110,12 @@ class CLIPTrainer(TrainerX):
 
     def build_model(self) -> None:
         cfg = self.cfg
-        self.precision = resolve_precision(self.method_cfg.PREC, self.device)
+        name, key = self.precision_setting(cfg)
+        if self.OFFICIAL_PREC_NODE:
+            official = f"TRAINER.{self.OFFICIAL_PREC_NODE}.PREC"
+            print(f"Precision {name} from {key}" + (f" (it wins over {official}={cfg.TRAINER[self.OFFICIAL_PREC_NODE].PREC})"
+                                                    if key != official else ""))
+        self.precision = resolve_precision(name, self.device)
         clip_model = load_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.CLIP_CACHE_DIR or None)
         cast_clip_weights(clip_model, self.precision)
         classnames = [self.dm.lab2cname[i] for i in range(self.dm.num_classes)]

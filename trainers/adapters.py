@@ -13,9 +13,10 @@ __all__ = ["ResidualAdapter"]
 class ResidualAdapter(nn.Module):
     """``a = (1 - ratio) * x + ratio * MLP(x)`` with ``MLP = Linear(d, d/r) → ReLU → Linear(d/r, d) → ReLU``.
 
-    Both linears have no bias, as in CLIP-Adapter; the sub-module is named ``fc`` like theirs so their
-    checkpoints load. The residual mix keeps the frozen CLIP feature dominant (ratio ≈ 0.2), which is what lets a
-    small adapter train on few examples without destroying zero-shot knowledge.
+    Both linears have no bias, as in CLIP-Adapter, and the sub-module is named ``fc`` like theirs (an official
+    checkpoint's ``clip_adapter/fc.*`` becomes ``adapter.fc.*`` here: tools/import_checkpoint.py). The residual
+    mix keeps the frozen CLIP feature dominant (ratio ≈ 0.2), which is what lets a small adapter train on few
+    examples without destroying zero-shot knowledge.
 
     The output has the dtype of the input: the adapter's own weights may stay float32 while CLIP runs in fp16.
     """

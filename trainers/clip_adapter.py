@@ -12,6 +12,7 @@ from .adapters import ResidualAdapter
 from .backbone.prompted_clip import PromptedCLIP
 from .backbone.templates import template_for
 from .engine.config import set_defaults
+from .engine.official_checkpoints import CheckpointError, ConvertedCheckpoint, OfficialLayout, as_fp32, take
 from .engine.trainer import CLIPTrainer
 
 
@@ -33,9 +34,25 @@ class AdaptedCLIP(PromptedCLIP):
         return self.learnable.adapter(features)
 
 
+def from_official_clip_adapter(states) -> ConvertedCheckpoint:
+    """gaopengcuhk/CLIP-Adapter: ``clip_adapter/`` holds the Adapter's ``fc.0.weight`` (d/r, d) and ``fc.2.weight``
+    (d, d/r); its residual ratio is hard-coded 0.2."""
+    state, where = states["clip_adapter"], "clip_adapter (official CLIP-Adapter)"
+    down, up = take(state, "fc.0.weight", where, 2), take(state, "fc.2.weight", where, 2)
+    hidden, dim = down.shape
+    if up.shape != (dim, hidden) or dim % hidden:
+        raise CheckpointError(f"{where}: fc.0.weight {tuple(down.shape)} and fc.2.weight {tuple(up.shape)} are not "
+                              "a bottleneck d -> d/r -> d.")
+    return ConvertedCheckpoint({"prompt_learner": as_fp32({"adapter.fc.0.weight": down, "adapter.fc.2.weight": up})},
+                               {"TRAINER.CLIP_ADAPTER.REDUCTION": dim // hidden, "TRAINER.CLIP_ADAPTER.RATIO": 0.2},
+                               [f"image features of width {dim}: the backbone must have that output width"])
+
+
 @TRAINER_REGISTRY.register()
 class CLIPAdapter(CLIPTrainer):
     CONFIG_NODE = "CLIP_ADAPTER"
+    OFFICIAL_CHECKPOINT = OfficialLayout("clip_adapter", "gaopengcuhk/CLIP-Adapter", ("clip_adapter",),
+                                         from_official_clip_adapter)
 
     def build_prompted_clip(self, clip_model, classnames):
         c = self.method_cfg

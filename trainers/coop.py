@@ -14,6 +14,7 @@ from .backbone.prompted_clip import PromptedCLIP
 from .backbone.text_encoder import count_bpe_tokens, tokenize
 from .engine.config import set_defaults
 from .engine.errors import ConfigError
+from .engine.official_checkpoints import ConvertedCheckpoint, OfficialLayout, as_fp32, take
 from .engine.trainer import CLIPTrainer
 
 POSITIONS = ("end", "middle", "front")
@@ -96,9 +97,30 @@ class CoOpCLIP(PromptedCLIP):
         return [count_bpe_tokens(name.replace("_", " ")) for name in self.classnames]
 
 
+def official_text_context(state: dict, where: str) -> tuple[torch.Tensor, int]:
+    """The context ``ctx`` of an official CoOp-style PromptLearner and its class count (from ``token_prefix``,
+    the frozen SOT embeddings it saves beside ``ctx``; like ``token_suffix`` it is rebuilt from the class names)."""
+    ctx = take(state, "ctx", where, (2, 3))
+    return ctx, take(state, "token_prefix", where, 3).shape[0]
+
+
+def from_official_coop(states) -> ConvertedCheckpoint:
+    """KaiyangZhou/CoOp: ``prompt_learner/`` holds ``ctx`` ((n, D), or (C, n, D) with CSC), ``token_prefix``,
+    ``token_suffix``."""
+    ctx, num_classes = official_text_context(states["prompt_learner"], "prompt_learner (official CoOp)")
+    classes = f"trained on {num_classes} classes"
+    if ctx.dim() == 3:
+        classes += " (class-specific context: evaluate on the same classes)"
+    return ConvertedCheckpoint(
+        {"prompt_learner": as_fp32({"ctx": ctx})},
+        {"TRAINER.COOP.N_CTX": ctx.shape[-2], "TRAINER.COOP.CSC": ctx.dim() == 3, "TRAINER.COOP.CTX_INIT": ""},
+        [classes, "TRAINER.COOP.CLASS_TOKEN_POSITION is not stored: use the official run's (its default: end)"])
+
+
 @TRAINER_REGISTRY.register()
 class CoOp(CLIPTrainer):
     CONFIG_NODE = "COOP"
+    OFFICIAL_CHECKPOINT = OfficialLayout("coop", "KaiyangZhou/CoOp", ("prompt_learner",), from_official_coop)
 
     def build_prompted_clip(self, clip_model, classnames):
         c = self.method_cfg

@@ -28,8 +28,10 @@ from torch import nn
 from .backbone.templates import template_for
 from .engine.config import set_defaults
 from .engine.errors import ConfigError
+from .engine.official_checkpoints import ConvertedCheckpoint, OfficialLayout, as_fp32, take
 from .losses import class_aware_loss
-from .vlp import VLP, DualModalityCLIP, ImageOutput
+from .vlp import VLP, DualModalityCLIP, ImageOutput, official_shared_text_context
+from .vpt import OFFICIAL_VPT_FOLDER, official_vpt_tokens
 
 
 def add_config(cfg) -> None:
@@ -124,9 +126,48 @@ class ClassAwareCLIP(DualModalityCLIP):
         return self.encode_image_with_aux(images).raw
 
 
+OFFICIAL_EXTRACTOR_FOLDER = "image_encoder.transformer.extractor"
+#: our generator's sub-module -> the official CAVPT's module (j: the CAVPT block), and whether it has a bias
+OFFICIAL_GENERATOR_KEYS = {"query": ("meta_nets.{j}", True), "w_q": ("attns.{j}.qmlp", False),
+                           "w_k": ("attns.{j}.kmlp", False), "w_v": ("attns.{j}.vmlp", False),
+                           "norm_aux": ("lns.{j}", True), "norm_prompt": ("lns2.{j}", True),
+                           "classifier": ("classfiers.{j}", False)}
+
+
+def from_official_dpt(states) -> ConvertedCheckpoint:
+    """fanrena/DPT: ``prompt_learner/`` (CoOp), ``image_encoder.transformer.ctx_learner/`` (``ctx``: VPT tokens of
+    blocks 1..BOTTOMLIMIT-1) and ``image_encoder.transformer.extractor/`` (the CAVPT: ``meta_nets.j``,
+    ``attns.j.{q,k,v}mlp``, ``lns.j``, ``lns2.j``, ``classfiers.j`` and ``ctx``, the key/value tokens of every
+    CAVPT block)."""
+    ctx, num_classes = official_shared_text_context(states, "DPT")
+    vpt = official_vpt_tokens(states, "DPT")
+    extractor, where = states[OFFICIAL_EXTRACTOR_FOLDER], f"{OFFICIAL_EXTRACTOR_FOLDER} (official DPT)"
+    kv_tokens = take(extractor, "ctx", where, 3)
+    generators = {}
+    for j in range(kv_tokens.shape[0]):
+        generators[f"{j}.kv_tokens"] = kv_tokens[j]
+        for ours, (theirs, has_bias) in OFFICIAL_GENERATOR_KEYS.items():
+            for part in ("weight", "bias") if has_bias else ("weight",):
+                generators[f"{j}.{ours}.{part}"] = take(extractor, f"{theirs.format(j=j)}.{part}", where, (1, 2))
+    converted = {"prompt_learner": as_fp32({"ctx": ctx}), "extractor": as_fp32(generators)}
+    if vpt.shape[0]:  # BOTTOMLIMIT 1: no VPT blocks, and no ctx_learner here
+        converted["ctx_learner"] = as_fp32({"prompts": vpt})
+    return ConvertedCheckpoint(
+        converted,
+        {"TRAINER.COOP.N_CTX": ctx.shape[0], "TRAINER.COOP.CSC": False, "TRAINER.COOP.CTX_INIT": "",
+         "TRAINER.VPT.N_CTX": vpt.shape[1], "TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT": vpt.shape[0] + 1,
+         "TRAINER.DPT.NUM_KV_TOKENS": kv_tokens.shape[1],
+         "TRAINER.DPT.ATTN_DIM": take(extractor, "attns.0.qmlp.weight", where, 2).shape[0]},
+        [f"trained on {num_classes} classes, {vpt.shape[0]} VPT + {kv_tokens.shape[0]} CAVPT blocks: the backbone "
+         f"must have {vpt.shape[0] + kv_tokens.shape[0]}",
+         "TRAINER.SELECTED_COVPT.CPN is not stored: use the official run's (its script: 10)"])
+
+
 @TRAINER_REGISTRY.register()
 class DPT(VLP):
     CONFIG_NODE = "DPT"
+    OFFICIAL_CHECKPOINT = OfficialLayout("dpt", "fanrena/DPT", ("prompt_learner", OFFICIAL_VPT_FOLDER,
+                                                                OFFICIAL_EXTRACTOR_FOLDER), from_official_dpt)
     #: the auxiliary classifiers depend on the class count and are unused at test (domain generalisation)
     LOAD_IGNORE_KEYS = (".classifier.",)
 

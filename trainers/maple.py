@@ -27,6 +27,7 @@ from .backbone.text_encoder import tokenize
 from .backbone.vision_encoder import expand_prompts
 from .engine.config import set_defaults
 from .engine.errors import ConfigError
+from .engine.official_checkpoints import ConvertedCheckpoint, OfficialLayout, as_fp32, take
 from .engine.trainer import CLIPTrainer
 
 
@@ -102,9 +103,35 @@ class CoupledPromptCLIP(PromptedCLIP):
         return provider
 
 
+def from_official_maple(states) -> ConvertedCheckpoint:
+    """muzairkhattak/multimodal-prompt-learning registers the whole CustomCLIP as ``MultiModalPromptLearner``: its
+    learned part is ``prompt_learner.{ctx, proj.*, compound_prompts_text.i, compound_prompt_projections.i.*}``
+    (beside ``token_prefix``/``token_suffix`` and the frozen CLIP weights, which are not needed)."""
+    state, where = states["MultiModalPromptLearner"], "MultiModalPromptLearner (official MaPLe)"
+    prefix = "prompt_learner."
+    ctx = take(state, prefix + "ctx", where, 2)
+    deep = sum(1 for key in state if key.startswith(prefix + "compound_prompts_text."))
+    ours = {"ctx": ctx, "to_visual.0.weight": take(state, prefix + "proj.weight", where, 2),
+            "to_visual.0.bias": take(state, prefix + "proj.bias", where, 1)}
+    for i in range(deep):
+        ours[f"deep_text.{i}"] = take(state, f"{prefix}compound_prompts_text.{i}", where, 2)
+        for part, ndim in (("weight", 2), ("bias", 1)):
+            ours[f"to_visual.{i + 1}.{part}"] = take(state, f"{prefix}compound_prompt_projections.{i}.{part}", where,
+                                                     ndim)
+    n_ctx = ctx.shape[0]
+    notes = [f"trained on {take(state, prefix + 'token_prefix', where, 3).shape[0]} classes"]
+    if n_ctx <= CoupledPromptCLIP.MAX_INIT_CTX:
+        notes.append("TRAINER.MAPLE.CTX_INIT must be the official run's (its recipes: 'a photo of a'): the words "
+                     "after the first N_CTX stay fixed before the class name")
+    return ConvertedCheckpoint({"prompt_learner": as_fp32(ours)},
+                               {"TRAINER.MAPLE.N_CTX": n_ctx, "TRAINER.MAPLE.PROMPT_DEPTH": deep + 1}, notes)
+
+
 @TRAINER_REGISTRY.register()
 class MaPLe(CLIPTrainer):
     CONFIG_NODE = "MAPLE"
+    OFFICIAL_CHECKPOINT = OfficialLayout("maple", "muzairkhattak/multimodal-prompt-learning",
+                                         ("MultiModalPromptLearner",), from_official_maple)
 
     def build_prompted_clip(self, clip_model, classnames):
         c = self.method_cfg

@@ -20,12 +20,13 @@ import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY
 
 from .backbone.templates import template_for
-from .coop import CoOpCLIP
+from .coop import CoOpCLIP, official_text_context
 from .engine.config import set_defaults
 from .engine.errors import ConfigError
+from .engine.official_checkpoints import CheckpointError, ConvertedCheckpoint, OfficialLayout, as_fp32
 from .engine.trainer import CLIPTrainer
 from .losses import symmetric_info_nce
-from .vpt import VisualPromptTokens, prompted_blocks
+from .vpt import OFFICIAL_VPT_FOLDER, VisualPromptTokens, official_vpt_tokens, prompted_blocks
 
 
 def add_config(cfg) -> None:
@@ -70,10 +71,32 @@ class DualModalityCLIP(CoOpCLIP):
         return ImageOutput(self.raw_image_features(images), frozen)
 
 
+def official_shared_text_context(states, method: str) -> tuple[torch.Tensor, int]:
+    ctx, num_classes = official_text_context(states["prompt_learner"], f"prompt_learner (official {method})")
+    if ctx.dim() != 2:
+        raise CheckpointError(f"The official {method} run learned a class-specific context {tuple(ctx.shape)}; "
+                              f"{method} here uses one shared context (TRAINER.COOP.CSC False).")
+    return ctx, num_classes
+
+
+def from_official_vlp(states) -> ConvertedCheckpoint:
+    """fanrena/DPT's VLP: ``prompt_learner/`` (CoOp's ``ctx``, ``token_prefix``, ``token_suffix``) and
+    ``image_encoder.transformer.ctx_learner/`` (``ctx``, one VPT token set per block)."""
+    ctx, num_classes = official_shared_text_context(states, "VLP")
+    prompts = official_vpt_tokens(states, "VLP")
+    return ConvertedCheckpoint(
+        {"prompt_learner": as_fp32({"ctx": ctx}), "ctx_learner": as_fp32({"prompts": prompts})},
+        {"TRAINER.COOP.N_CTX": ctx.shape[0], "TRAINER.COOP.CSC": False, "TRAINER.COOP.CTX_INIT": "",
+         "TRAINER.VPT.N_CTX": prompts.shape[1], "TRAINER.VPT.DEPTH": 0},
+        [f"trained on {num_classes} classes; VPT prompts for all {prompts.shape[0]} blocks"])
+
+
 @TRAINER_REGISTRY.register()
 class VLP(CLIPTrainer):
     CONFIG_NODE = "VLP"
     OFFICIAL_PREC_NODE = "COOP"
+    OFFICIAL_CHECKPOINT = OfficialLayout("vlp", "fanrena/DPT (VLP)", ("prompt_learner", OFFICIAL_VPT_FOLDER),
+                                         from_official_vlp)
 
     def build_prompted_clip(self, clip_model, classnames):
         cfg = self.cfg

@@ -15,7 +15,11 @@ from .backbone.templates import template_for
 from .backbone.vision_encoder import expand_prompts
 from .engine.config import set_defaults
 from .engine.errors import ConfigError
+from .engine.official_checkpoints import ConvertedCheckpoint, OfficialLayout, as_fp32, take
 from .engine.trainer import CLIPTrainer
+
+#: the folder fanrena/DPT's VPT, VLP and DPT trainers register their VPT tokens under
+OFFICIAL_VPT_FOLDER = "image_encoder.transformer.ctx_learner"
 
 
 def add_config(cfg) -> None:
@@ -60,10 +64,24 @@ class VPTCLIP(PromptedCLIP):
         return self.learnable
 
 
+def official_vpt_tokens(states, method: str) -> torch.Tensor:
+    """The ``ctx`` (blocks, N_CTX, width) of fanrena/DPT's VPTDeepPromptLearner."""
+    return take(states[OFFICIAL_VPT_FOLDER], "ctx", f"{OFFICIAL_VPT_FOLDER} (official {method})", 3)
+
+
+def from_official_vpt(states) -> ConvertedCheckpoint:
+    """fanrena/DPT's VPT: ``image_encoder.transformer.ctx_learner/`` holds ``ctx``, one token set per block."""
+    prompts = official_vpt_tokens(states, "VPT")
+    return ConvertedCheckpoint({"ctx_learner": as_fp32({"prompts": prompts})},
+                               {"TRAINER.VPT.N_CTX": prompts.shape[1], "TRAINER.VPT.DEPTH": 0},
+                               [f"prompts for all {prompts.shape[0]} blocks: the backbone must have as many"])
+
+
 @TRAINER_REGISTRY.register()
 class VPT(CLIPTrainer):
     CONFIG_NODE = "VPT"
     OFFICIAL_PREC_NODE = "COOP"
+    OFFICIAL_CHECKPOINT = OfficialLayout("vpt", "fanrena/DPT (VPT)", (OFFICIAL_VPT_FOLDER,), from_official_vpt)
 
     def build_prompted_clip(self, clip_model, classnames):
         c = self.method_cfg

@@ -31,6 +31,7 @@ from ..backbone.prompted_clip import PromptedCLIP
 from ..losses import symmetric_info_nce
 from .errors import ConfigError
 from .feature_cache import ImageFeatureCache, cache_key
+from .official_checkpoints import OfficialLayout
 from .checkpoint import (CheckpointError, atomic_write_text, latest_checkpoint, load_checkpoint,
                          restore_rng_state, rng_state, save_checkpoint)
 from .schedulers import build_lr_scheduler
@@ -51,6 +52,8 @@ class CLIPTrainer(TrainerX):
     #: substrings of checkpoint keys that --eval-only loading skips (weights unused at test whose shape
     #: depends on the training classes, e.g. DPT's auxiliary classifiers under domain generalisation)
     LOAD_IGNORE_KEYS: tuple[str, ...] = ()
+    #: the layout of the checkpoints the method's official code writes (tools/import_checkpoint.py), if any
+    OFFICIAL_CHECKPOINT: OfficialLayout | None = None
 
     model: PromptedCLIP
 
@@ -113,8 +116,8 @@ class CLIPTrainer(TrainerX):
         name, key = self.precision_setting(cfg)
         if self.OFFICIAL_PREC_NODE:
             official = f"TRAINER.{self.OFFICIAL_PREC_NODE}.PREC"
-            print(f"Precision {name} from {key}" + (f" (it wins over {official}={cfg.TRAINER[self.OFFICIAL_PREC_NODE].PREC})"
-                                                    if key != official else ""))
+            other = cfg.TRAINER[self.OFFICIAL_PREC_NODE].PREC
+            print(f"Precision {name} from {key}" + (f" (it wins over {official}={other})" if key != official else ""))
         self.precision = resolve_precision(name, self.device)
         clip_model = load_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.CLIP_CACHE_DIR or None)
         cast_clip_weights(clip_model, self.precision)
@@ -341,7 +344,11 @@ class CLIPTrainer(TrainerX):
             ckpt = load_checkpoint(path)
             ignored = lambda key: any(part in key for part in self.LOAD_IGNORE_KEYS)  # noqa: E731
             state = {k: v for k, v in ckpt["state_dict"].items() if not ignored(k)}
-            missing, unexpected = self._models[name].load_state_dict(state, strict=False)
+            try:
+                missing, unexpected = self._models[name].load_state_dict(state, strict=False)
+            except RuntimeError as err:  # a shape mismatch: another N_CTX, depth, width, ...
+                raise CheckpointError(f"{path} does not fit {name}: {err}. Was it trained with the same config "
+                                      "(N_CTX, depth, backbone, ...)?") from None
             missing = [k for k in missing if not ignored(k)]
             if missing or unexpected:
                 raise CheckpointError(f"{path} does not fit {name}: missing {missing[:5]}, unexpected "

@@ -114,6 +114,19 @@ def run_train(*args: str, check: bool = True, timeout: int = 240, subprocess: bo
     return proc
 
 
+def build_trainer(*args, seed: int = 0):
+    """The Dassl trainer train.py would build from ARGS (its command line), in this process and without training."""
+    from dassl.engine import build_trainer as dassl_build_trainer
+
+    import datasets  # noqa: F401  (registers the datasets)
+    import trainers  # noqa: F401  (registers the trainers)
+    from train import build_parser, setup_cfg
+
+    cfg = setup_cfg(build_parser().parse_args([str(a) for a in args]))
+    torch.manual_seed(seed)
+    return dassl_build_trainer(cfg)
+
+
 #: Overrides that make any recipe run on the tiny CLIP and tiny images in seconds.
 TINY_OVERRIDES = (
     "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "4",

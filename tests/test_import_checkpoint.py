@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 import pytest
 import torch
-from conftest import HAS_DASSL, TINY_OVERRIDES, run_train
+from conftest import HAS_DASSL, TINY_OVERRIDES, build_trainer, run_train
 from fake_coop_data import make_split_dataset
 from torch import nn
 
@@ -56,15 +56,7 @@ def train_args(root, ckpt, out, trainer, recipe, *extra):
 
 
 def build(root, ckpt, out, trainer, recipe, overrides, seed):
-    from dassl.engine import build_trainer
-
-    import datasets  # noqa: F401
-    import trainers  # noqa: F401
-    from train import build_parser, setup_cfg
-
-    args = build_parser().parse_args(train_args(root, ckpt, out, trainer, recipe) + list(overrides))
-    torch.manual_seed(seed)
-    return build_trainer(setup_cfg(args))
+    return build_trainer(*train_args(root, ckpt, out, trainer, recipe), *overrides, seed=seed)
 
 
 def trained_values(trainer) -> None:
@@ -214,7 +206,7 @@ def overrides_from_record(dst) -> list[str]:
 
 @pytest.mark.parametrize("case", list(METHODS))
 def test_official_checkpoint_evaluates_like_the_model_it_came_from(case, data_root, tiny_clip_state_dict_path,
-                                                                    tmp_path):
+                                                                   tmp_path):
     trainer_name, recipe, overrides = METHODS[case]
     clip_path = tiny_clip_state_dict_path
     source = build(data_root, clip_path, tmp_path / "a", trainer_name, recipe, overrides, seed=0)
@@ -245,8 +237,8 @@ def test_imported_coop_checkpoint_through_train_py(data_root, tiny_clip_state_di
     run_train(*train_args(data_root, tiny_clip_state_dict_path, tmp_path / "eval", trainer_name, recipe, "--eval-only",
                           "--model-dir", tmp_path / "ours", "--load-epoch", EPOCH), *overrides,
               *overrides_from_record(tmp_path / "ours"))
-    accuracy = lambda out: json.loads((out / "results.json").read_text())["accuracy"]  # noqa: E731
-    assert accuracy(tmp_path / "eval") == accuracy(tmp_path / "a")
+    results = [json.loads((tmp_path / out / "results.json").read_text()) for out in ("eval", "a")]
+    assert results[0]["accuracy"] == results[1]["accuracy"]
 
 
 def test_wrong_source_layout_is_one_message(tmp_path):

@@ -11,9 +11,11 @@ Layout under ``DATASET.ROOT`` ($DATA):
   ``python tools/download_fdrd.py``.
 
 Splits: train = the train caption file (CoOp train + val images), test = the test caption file.
-FDRD has no validation split, so ``val`` is an empty list: Dassl's DataManager then builds no val
-loader (it tests ``if dataset.val``), and code that iterates or takes len() of it still works.
-Keep ``TEST.FINAL_MODEL = "last_step"``: with "best_val" Dassl would select on the *test* set.
+FDRD publishes no validation split. ``DATASET.FDRD_VAL_PER_CLASS`` = n > 0 holds n pairs per class out of
+the train file as ``val`` (the same pairs for every seed and method, drawn before few-shot sampling), so
+recipes can be tuned with ``TEST.SPLIT val`` without ever looking at the test split. With n = 0 (default)
+``val`` is empty and Dassl's DataManager builds no val loader; keep ``TEST.FINAL_MODEL = "last_step"``
+then, since with "best_val" Dassl would select on the *test* set.
 
 Labels follow the CoOp class order of the domain, so a class keeps the same label as in CoOp.
 Every item is a :class:`CaptionDatum`; the trainer reads ``item.caption`` by dataset index.
@@ -72,9 +74,10 @@ def add_config(cfg: Any) -> None:
 
     FDRD_DOMAIN: which domain to load; FDRD_CAPTION_DIR: caption folder ("" = <DATASET.ROOT>/fdrd);
     FDRD_HARD_NEGATIVES: keep the JSON ``negative`` captions (used only by the optional
-    hard-negative report; False gives every item ``negatives == ()``).
+    hard-negative report; False gives every item ``negatives == ()``); FDRD_VAL_PER_CLASS: pairs per class
+    held out of the train file as a validation split (0 = no val split).
     """
-    defaults = {"FDRD_DOMAIN": "", "FDRD_CAPTION_DIR": "", "FDRD_HARD_NEGATIVES": True}
+    defaults = {"FDRD_DOMAIN": "", "FDRD_CAPTION_DIR": "", "FDRD_HARD_NEGATIVES": True, "FDRD_VAL_PER_CLASS": 0}
     for key, value in defaults.items():
         if key not in cfg.DATASET:
             cfg.DATASET[key] = value
@@ -154,15 +157,18 @@ class FDRD(DatasetBase):
         train = self._to_datums(records["train"], keep_negatives)
         test = self._to_datums(records["test"], keep_negatives)
 
+        val_per_class = int(getattr(cfg.DATASET, "FDRD_VAL_PER_CLASS", 0))
+        train, val = hold_out_per_class(train, val_per_class, str(self.caption_files["train"]))
         num_shots = int(cfg.DATASET.NUM_SHOTS)
         if num_shots >= 1:
-            train = self._fewshot(train, num_shots, int(cfg.SEED), root)
+            train = self._fewshot(train, num_shots, int(cfg.SEED), root, val_per_class)
             if not keep_negatives:
                 train = [item.replace(negatives=()) for item in train]
-        train, test = subsample_caption_classes(train, test, subsample=getattr(cfg.DATASET, "SUBSAMPLE_CLASSES", "all"))
-        log(f"{spec.name}: {len(train):,} train pairs, {len(test):,} test pairs, "
+        subsample = getattr(cfg.DATASET, "SUBSAMPLE_CLASSES", "all")
+        train, val, test = subsample_caption_classes(train, val, test, subsample=subsample)
+        log(f"{spec.name}: {len(train):,} train pairs, {len(val):,} val pairs, {len(test):,} test pairs, "
             f"{len({item.label for item in test})} classes")
-        super().__init__(train_x=train, val=[], test=test)
+        super().__init__(train_x=train, val=val, test=test)
         # DCAR's category swaps draw siblings from these groups (None: nearest classes by CLIP text)
         self.meta_categories = load_meta_categories(spec.name, [self.lab2cname[i] for i in range(self.num_classes)], root)
 
@@ -229,12 +235,15 @@ class FDRD(DatasetBase):
             log(f"{self.spec.name}: {overlong} of {len(captions):,} captions exceed CLIP's 77-token context; "
                 "kept (the text encoder truncates them)")
 
-    def _fewshot(self, train: list[CaptionDatum], num_shots: int, seed: int, root: str) -> list[CaptionDatum]:
-        """NUM_SHOTS image-caption pairs per class, cached per (shots, seed) in $DATA/fdrd/split_fewshot_<domain>/.
+    def _fewshot(self, train: list[CaptionDatum], num_shots: int, seed: int, root: str,
+                 val_per_class: int = 0) -> list[CaptionDatum]:
+        """NUM_SHOTS image-caption pairs per class, cached per (shots, seed) in $DATA/fdrd/split_fewshot_<domain>/
+        (``..._val<n>/`` when n pairs per class are held out for validation: another pool, another cache).
 
         The cache is keyed by (shots, seed) only, as in CoOp: delete the folder after replacing a caption file.
         """
-        cache_dir = osp.join(root, "fdrd", f"split_fewshot_{self.spec.name}")
+        suffix = f"_val{val_per_class}" if val_per_class > 0 else ""
+        cache_dir = osp.join(root, "fdrd", f"split_fewshot_{self.spec.name}{suffix}")
 
         def build() -> tuple[list[CaptionDatum], list[CaptionDatum]]:
             log(f"Creating a {num_shots}-shot {self.spec.name} train set (seed {seed})")
@@ -244,21 +253,46 @@ class FDRD(DatasetBase):
         return list(fewshot)
 
 
-def subsample_caption_classes(
-    train: list[CaptionDatum], test: list[CaptionDatum], subsample: str = "all"
+#: seed of the validation hold-out: fixed, so every seed and every method is tuned on the same pairs
+VAL_HOLDOUT_SEED = 0
+
+
+def hold_out_per_class(
+    train: list[CaptionDatum], per_class: int, source: str = "the train caption file"
 ) -> tuple[list[CaptionDatum], list[CaptionDatum]]:
-    """CoOp's base/new protocol (first ceil(N/2) sorted train labels = base), keeping the captions:
-    coop_split.subsample_classes would rebuild plain Datum objects and lose them."""
+    """Split ``per_class`` pairs of every class off ``train`` as a validation split: ``(rest, val)``, both in
+    file order. The draw uses its own generator (:data:`VAL_HOLDOUT_SEED`), independent of the run's seed.
+    Every class must keep at least one training pair."""
+    if per_class <= 0:
+        return train, []
+    by_label: dict[int, list[CaptionDatum]] = {}
+    for item in train:
+        by_label.setdefault(item.label, []).append(item)
+    too_small = sorted(item[0].classname for item in by_label.values() if len(item) <= per_class)
+    if too_small:
+        raise FDRDFormatError(
+            f"DATASET.FDRD_VAL_PER_CLASS {per_class} leaves no training pair for {len(too_small)} class(es) of "
+            f"{source} (e.g. {', '.join(too_small[:3])}); lower it")
+    rng = random.Random(VAL_HOLDOUT_SEED)
+    held = {id(item) for label in sorted(by_label) for item in rng.sample(by_label[label], per_class)}
+    return [item for item in train if id(item) not in held], [item for item in train if id(item) in held]
+
+
+def subsample_caption_classes(
+    *splits: list[CaptionDatum], subsample: str = "all"
+) -> tuple[list[CaptionDatum], ...]:
+    """CoOp's base/new protocol (first ceil(N/2) sorted labels of the first split = base) on every split,
+    keeping the captions: coop_split.subsample_classes would rebuild plain Datum objects and lose them."""
     if subsample not in ("all", "base", "new"):
         raise FDRDFormatError(f"DATASET.SUBSAMPLE_CLASSES must be all, base or new; got {subsample!r}")
     if subsample == "all":
-        return train, test
-    labels = sorted({item.label for item in train})
+        return tuple(splits)
+    labels = sorted({item.label for item in splits[0]})
     half = (len(labels) + 1) // 2
     selected = labels[:half] if subsample == "base" else labels[half:]
     relabel = {old: new for new, old in enumerate(selected)}
     log(f"Subsampling {subsample} classes: {len(selected)} of {len(labels)}")
     return tuple(
         [item.replace(label=relabel[item.label]) for item in items if item.label in relabel]
-        for items in (train, test)
+        for items in splits
     )

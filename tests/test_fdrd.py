@@ -125,7 +125,7 @@ def test_bad_input_messages(tmp_path):
 
 # ---- the Dassl dataset on generated data --------------------------------------------------------
 
-def build(root: Path, domain: str, **overrides):
+def build(root: Path, domain: str, seed: int = 1, **overrides):
     from dassl.config import get_cfg_default
 
     from datasets.fdrd import FDRD, add_config
@@ -137,7 +137,7 @@ def build(root: Path, domain: str, **overrides):
     cfg.DATASET.FDRD_DOMAIN = domain
     for key, value in overrides.items():
         cfg.DATASET[key] = value
-    cfg.SEED = 1
+    cfg.SEED = seed
     return FDRD(cfg)
 
 
@@ -169,6 +169,27 @@ def test_fewshot_pairs_per_class_cached(tmp_path):
     second = build(tmp_path, "dtd", NUM_SHOTS=2)
     assert [d.impath for d in second.train_x] == [d.impath for d in first.train_x]
     assert all(hasattr(d, "caption") for d in second.train_x)
+
+
+@needs_dassl
+def test_validation_hold_out_is_fixed_disjoint_and_sampled_before_fewshot(tmp_path):
+    from fake_fdrd import make_fake_fdrd
+
+    made = make_fake_fdrd(tmp_path, domain="dtd", classes=3, train_per_class=6, test_per_class=2)
+    data = build(tmp_path, "dtd", FDRD_VAL_PER_CLASS=2, NUM_SHOTS=3)
+    assert sorted(sum(d.label == c for d in data.val) for c in range(3)) == [2, 2, 2]
+    assert sorted(sum(d.label == c for d in data.train_x) for c in range(3)) == [3, 3, 3]
+    val = {d.impath for d in data.val}
+    assert not val & {d.impath for d in data.train_x} and not val & {d.impath for d in data.test}
+    assert val <= {path for path, *_ in made["train"]}  # carved out of the train caption file
+    assert all(d.caption for d in data.val)
+    assert (tmp_path / "fdrd" / "split_fewshot_dtd_val2").is_dir()  # another pool, another few-shot cache
+    # the same pairs for every seed (the run's seed draws the few-shot subset, never the validation split)
+    other_seed = build(tmp_path, "dtd", FDRD_VAL_PER_CLASS=2, NUM_SHOTS=3, seed=2)
+    assert {d.impath for d in other_seed.val} == val
+    assert build(tmp_path, "dtd").val == []  # default: no validation split
+    with pytest.raises(FDRDFormatError, match="FDRD_VAL_PER_CLASS 6 leaves no training pair"):
+        build(tmp_path, "dtd", FDRD_VAL_PER_CLASS=6)
 
 
 @needs_dassl

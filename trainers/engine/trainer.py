@@ -125,7 +125,8 @@ class CLIPTrainer(TrainerX):
         print(f"Building {type(self).__name__} on CLIP {cfg.MODEL.BACKBONE.NAME} ({self.precision.name})")
         self.model = self.build_prompted_clip(clip_model, classnames).to(self.device)
         if self.is_retrieval:
-            self.caption_tokens = {split: self._tokenize_split(split) for split in ("train", "test")}
+            splits = ("train", "val", "test") if self.dm.dataset.val else ("train", "test")
+            self.caption_tokens = {split: self._tokenize_split(split) for split in splits}
         self.scaler = self.precision.grad_scaler()
         for name, module, optim_cfg in self.optimized_modules():
             optim = build_optimizer(module, optim_cfg)
@@ -134,8 +135,13 @@ class CLIPTrainer(TrainerX):
         if not self._models:
             print("No learnable parameters: evaluation only")
 
+    def split_items(self, split: str) -> list:
+        """The dataset's items of ``split`` ("train" = train_x, "val", "test")."""
+        dataset = self.dm.dataset
+        return {"train": dataset.train_x, "val": dataset.val, "test": dataset.test}[split]
+
     def _tokenize_split(self, split: str) -> torch.Tensor:
-        items = self.dm.dataset.train_x if split == "train" else self.dm.dataset.test
+        items = self.split_items(split)
         tokenized = self.model.tokenize([item.caption for item in items])
         if tokenized.num_truncated:
             print(f"{tokenized.num_truncated} of {len(items)} {split} captions exceed the text context "
@@ -184,14 +190,17 @@ class CLIPTrainer(TrainerX):
         self.model.eval()
         split = split or self.cfg.TEST.SPLIT
         if split == "val" and self.val_loader is None:
+            if self.is_retrieval:  # Dassl would fall back to the test split: that would be tuning on test
+                raise ConfigError(f"TEST.SPLIT val: {self.cfg.DATASET.NAME} has no validation split here; set "
+                                  "DATASET.FDRD_VAL_PER_CLASS (pairs per class held out of train) to make one.")
             split = "test"
         with self.precision.autocast():
             results = self.test_retrieval(split) if self.is_retrieval else self.test_classification(split)
         for key, value in results.items():
             if isinstance(value, (int, float)):
                 self.write_scalar(f"{split}/{key}", value, self.epoch)
-        if split == "test":
-            self.write_results(results)
+        if split == self.cfg.TEST.SPLIT:
+            self.write_results({"split": split, **results})
         return results["mean_recall"] if self.is_retrieval else results["accuracy"]
 
     def test_classification(self, split: str) -> dict[str, Any]:
@@ -243,10 +252,10 @@ class CLIPTrainer(TrainerX):
     def test_retrieval(self, split: str) -> dict[str, Any]:
         from ..retrieval_metrics import hard_negative_recall, recall_at_k
 
-        print("Evaluate image-text retrieval on the *test* set")
-        items = self.dm.dataset.test
-        image_features = self.encode_test_images(self.test_loader)
-        text_features = self.encode_test_captions(self.caption_tokens["test"])
+        print(f"Evaluate image-text retrieval on the *{split}* set")
+        items = self.split_items(split)
+        image_features = self.encode_test_images(self.val_loader if split == "val" else self.test_loader)
+        text_features = self.encode_test_captions(self.caption_tokens[split])
         ks = tuple(self.cfg.TEST.RETRIEVAL_KS)
         recall = recall_at_k(image_features, text_features, ks=ks, chunk_size=self.cfg.TEST.RETRIEVAL_CHUNK)
         results: dict[str, Any] = {

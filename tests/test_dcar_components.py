@@ -17,6 +17,7 @@ from trainers.dcar_components import (
     CategoryAwareNegatives,
     DynamicTokenReweighting,
     blank_image_features,
+    boilerplate_token_ids,
     normalise_token_scores,
     siblings_from_meta,
     siblings_from_text_features,
@@ -70,11 +71,27 @@ def test_normalise_token_scores_none_mode_and_empty_caption():
         normalise_token_scores(raw, word_mask, mode="softmax")
 
 
-def test_word_token_mask_uses_the_eot_position():
+def test_word_token_mask_uses_the_eot_position_and_neutral_ids():
     tokens = clip.tokenize(["a dog", ""])
     mask = word_token_mask(tokens)
     assert mask[0, :5].tolist() == [False, True, True, False, False]  # SOT a dog EOT pad
     assert not mask[1].any()
+    a = int(tokens[0, 1])
+    assert word_token_mask(tokens, torch.tensor([a]))[0, :5].tolist() == [False, False, True, False, False]
+
+
+def test_boilerplate_token_ids_by_document_frequency():
+    sot, eot = 49406, 49407
+    tokens = torch.tensor([
+        [sot, 10, 11, 12, eot, 0],
+        [sot, 10, 11, 13, 13, eot],  # 13 twice: counted once
+        [sot, 10, 14, eot, 0, 0],
+        [sot, 15, eot, 0, 0, 0],
+    ])
+    assert boilerplate_token_ids(tokens, 0.75).tolist() == [10]  # in 3 of 4 captions
+    assert boilerplate_token_ids(tokens, 0.5).tolist() == [10, 11]
+    assert boilerplate_token_ids(tokens, 0.25).tolist() == [10, 11, 12, 13, 14, 15]  # never SOT, EOT, padding
+    assert boilerplate_token_ids(tokens, 1.01).numel() == 0
 
 
 @pytest.fixture(scope="module")
@@ -89,62 +106,91 @@ def _image_features(model, seed: int, count: int) -> torch.Tensor:
         return F.normalize(model.encode_image(images).float(), dim=-1)
 
 
-def _reference_weights(model, tokens, image_features, blank, floor=0.5, ceil=2.0):
-    """Full 77-token pass through CLIP's own modules, then the DTR formula with Python loops."""
-    with torch.no_grad():
-        x = model.token_embedding(tokens) + model.positional_embedding
-        x = model.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)  # CLIP's 77x77 causal mask
-        projections = F.normalize((model.ln_final(x) @ model.text_projection).double(), dim=-1)
+def _frozen_text(model):
+    """The frozen-feature callable DTR gets from the model: here CLIP's own 77-token encode_text."""
+    def encode(rows: torch.Tensor) -> torch.Tensor:
+        padded = torch.zeros(rows.shape[0], 77, dtype=torch.long)
+        padded[:, : rows.shape[1]] = rows
+        with torch.no_grad():
+            return F.normalize(model.encode_text(padded).float(), dim=-1)
+    return encode
+
+
+def _reference_weights(model, tokens, image_features, blank, neutral=(), floor=0.5, ceil=2.0):
+    """Each scored token encoded alone by clip.tokenize + CLIP's encode_text, then the DTR formula in loops."""
+    features: dict[int, torch.Tensor] = {}
+
+    def feature_of(token: int) -> torch.Tensor:
+        if token not in features:
+            single = torch.zeros(1, 77, dtype=torch.long)
+            single[0, :3] = torch.tensor([49406, token, 49407])
+            with torch.no_grad():
+                features[token] = F.normalize(model.encode_text(single).double(), dim=-1)[0]
+        return features[token]
+
     image_features = F.normalize(image_features.double(), dim=-1)
     blank = F.normalize(blank.double(), dim=-1)
     weights = torch.ones(tokens.shape, dtype=torch.float64)
     for b in range(tokens.shape[0]):
         eot = int(tokens[b].argmax())
-        raw = [
-            abs(float(projections[b, j] @ image_features[b]) - float(projections[b, j] @ blank))
-            for j in range(1, eot)
-        ]
+        positions = [j for j in range(1, eot) if int(tokens[b, j]) not in neutral]
+        raw = []
+        for j in positions:
+            feature = feature_of(int(tokens[b, j]))
+            raw.append(abs(float(feature @ image_features[b]) - float(feature @ blank)))
         if not raw:
             continue
         mean = sum(raw) / len(raw)
-        for offset, value in enumerate(raw):
-            scaled = value / mean if mean > 0 else 0.0
-            weights[b, 1 + offset] = min(max(scaled, floor), ceil)
+        for j, value in zip(positions, raw):
+            weights[b, j] = min(max(value / mean if mean > 0 else 0.0, floor), ceil)
     return weights.float()
 
 
-def test_dtr_matches_the_full_pass_reference(tiny_clip):
+def test_dtr_matches_the_per_token_reference(tiny_clip):
     tokens = clip.tokenize(CAPTIONS)
     images = _image_features(tiny_clip, 0, len(CAPTIONS))
     blank = blank_image_features(tiny_clip, 32)
-    weights = DynamicTokenReweighting(tiny_clip)(tokens, images, blank)
+    neutral = {int(tokens[0, 1])}  # "a": in three of the four captions
+    dtr = DynamicTokenReweighting(_frozen_text(tiny_clip), blank, sorted(neutral))
+    weights = dtr(tokens, images)
     assert weights.shape == tokens.shape and weights.dtype == torch.float32
-    assert torch.allclose(weights, _reference_weights(tiny_clip, tokens, images, blank), atol=1e-4)
-    # Not a trivial output: some words move away from 1 in both directions.
-    words = word_token_mask(tokens)
+    assert torch.allclose(weights, _reference_weights(tiny_clip, tokens, images, blank, neutral), atol=1e-4)
+    # Not a trivial output: some words move away from 1 in both directions; the neutral word stays at 1.
+    words = word_token_mask(tokens, torch.tensor(sorted(neutral)))
     assert (weights[words] < 0.99).any() and (weights[words] > 1.01).any()
+    assert torch.equal(weights[tokens == int(tokens[0, 1])], torch.ones(int((tokens == int(tokens[0, 1])).sum())))
 
 
-def test_dtr_truncated_pass_equals_full_pass(tiny_clip):
-    dtr = DynamicTokenReweighting(tiny_clip)
+def test_dtr_weights_depend_on_the_token_not_its_prefix(tiny_clip):
+    # The same word gets the same weight-defining score after any prefix: no causal prefix summary.
+    tokens = clip.tokenize(["a red car", "an old red car"])
+    images = _image_features(tiny_clip, 5, 1).expand(2, -1)
+    dtr = DynamicTokenReweighting(_frozen_text(tiny_clip), blank_image_features(tiny_clip, 32))
+    raw = dtr.raw_scores(tokens, images)
+    red = int(tokens[0, 2])
+    assert raw[0, 2].item() == pytest.approx(raw[1, 3].item(), abs=1e-6) and int(tokens[1, 3]) == red
+
+
+def test_dtr_encodes_each_token_once():
+    model = tiny_clip_model(seed=0)
+    calls = []
+    encode = _frozen_text(model)
+    dtr = DynamicTokenReweighting(lambda rows: calls.append(rows.shape[0]) or encode(rows),
+                                  blank_image_features(model, 32))
     tokens = clip.tokenize(CAPTIONS)
-    length = int(tokens.argmax(-1).max()) + 1
-    assert length < 77
-    truncated = dtr.token_projections(tokens[:, :length])
-    full = dtr.token_projections(tokens)
-    assert torch.allclose(truncated, full[:, :length], atol=1e-5)
-    # The EOT projection is CLIP's own text feature.
-    with torch.no_grad():
-        expected = F.normalize(tiny_clip.encode_text(tokens).float(), dim=-1)
-    eot = tokens.argmax(-1)
-    assert torch.allclose(full[torch.arange(len(CAPTIONS)), eot], expected, atol=1e-5)
+    images = _image_features(model, 1, len(CAPTIONS))
+    first = dtr(tokens, images)
+    assert calls == [len(set(tokens[word_token_mask(tokens)].tolist()))]
+    assert torch.equal(dtr(tokens, images), first) and len(calls) == 1  # all cached now
+    dtr(clip.tokenize(["a zebra"]), images[:1])
+    assert len(calls) == 2 and calls[1] == 1  # only "zebra" is new
 
 
 def test_dtr_handles_captions_cut_at_77_tokens(tiny_clip):
     tokens = clip.tokenize(["word " * 100, "a cat"], truncate=True)
     images = _image_features(tiny_clip, 1, 2)
     blank = blank_image_features(tiny_clip, 32)
-    weights = DynamicTokenReweighting(tiny_clip)(tokens, images, blank)
+    weights = DynamicTokenReweighting(_frozen_text(tiny_clip), blank)(tokens, images)
     assert weights[0, 76].item() == 1.0  # EOT in the last slot
     assert torch.allclose(weights, _reference_weights(tiny_clip, tokens, images, blank), atol=1e-4)
 
@@ -152,7 +198,7 @@ def test_dtr_handles_captions_cut_at_77_tokens(tiny_clip):
 def test_dtr_special_and_padding_tokens_get_exactly_one(tiny_clip):
     tokens = clip.tokenize(CAPTIONS)
     images = _image_features(tiny_clip, 2, len(CAPTIONS))
-    weights = DynamicTokenReweighting(tiny_clip)(tokens, images, blank_image_features(tiny_clip))
+    weights = DynamicTokenReweighting(_frozen_text(tiny_clip), blank_image_features(tiny_clip))(tokens, images)
     words = word_token_mask(tokens)
     assert torch.equal(weights[~words], torch.ones(int((~words).sum())))
     assert ((weights[words] >= 0.5) & (weights[words] <= 2.0)).all()
@@ -162,7 +208,7 @@ def test_dtr_image_equal_to_blank_gives_the_floor(tiny_clip):
     tokens = clip.tokenize(CAPTIONS)
     blank = blank_image_features(tiny_clip, 32)
     images = blank.unsqueeze(0).expand(len(CAPTIONS), -1)
-    weights = DynamicTokenReweighting(tiny_clip, floor=0.25, ceil=3.0)(tokens, images, blank)
+    weights = DynamicTokenReweighting(_frozen_text(tiny_clip), blank, floor=0.25, ceil=3.0)(tokens, images)
     words = word_token_mask(tokens)
     assert torch.equal(weights[words], torch.full((int(words.sum()),), 0.25))
     assert torch.equal(weights[~words], torch.ones(int((~words).sum())))
@@ -171,39 +217,22 @@ def test_dtr_image_equal_to_blank_gives_the_floor(tiny_clip):
 def test_dtr_none_mode_clamps_raw_scores(tiny_clip):
     tokens = clip.tokenize(CAPTIONS[:2])
     images = _image_features(tiny_clip, 3, 2)
-    blank = blank_image_features(tiny_clip)
-    dtr = DynamicTokenReweighting(tiny_clip, normalization="none", floor=0.001, ceil=0.05)
-    raw = dtr.raw_scores(tokens, images, blank)
+    dtr = DynamicTokenReweighting(_frozen_text(tiny_clip), blank_image_features(tiny_clip), normalization="none",
+                                  floor=0.001, ceil=0.05)
+    raw = dtr.raw_scores(tokens, images)
     expected = torch.where(word_token_mask(tokens), raw.clamp(0.001, 0.05), torch.ones_like(raw))
-    assert torch.equal(dtr(tokens, images, blank), expected)
+    assert torch.equal(dtr(tokens, images), expected)
 
 
-def test_dtr_owns_no_parameters_and_builds_no_graph():
+def test_dtr_builds_no_graph():
     model = tiny_clip_model(seed=1)
     for parameter in model.parameters():
         parameter.requires_grad_(True)  # even an unfrozen CLIP must not be touched
-    dtr = DynamicTokenReweighting(model)
-    assert list(dtr.parameters()) == [] and len(dtr.state_dict()) == 0
     images = torch.randn(2, 32, requires_grad=True)
-    blank = torch.randn(32, requires_grad=True)
-    weights = dtr(clip.tokenize(CAPTIONS[:2]), images, blank)
+    dtr = DynamicTokenReweighting(_frozen_text(model), torch.randn(32, requires_grad=True))
+    weights = dtr(clip.tokenize(CAPTIONS[:2]), images)
     assert not weights.requires_grad and weights.grad_fn is None
     assert all(parameter.grad is None for parameter in model.parameters())
-
-
-def test_dtr_fp16_clip_returns_float32_close_to_fp32():
-    model = tiny_clip_model(seed=0)
-    tokens = clip.tokenize(CAPTIONS)
-    images = _image_features(model, 4, len(CAPTIONS))
-    blank = blank_image_features(model, 32)
-    reference = DynamicTokenReweighting(model).raw_scores(tokens, images, blank)
-    clip.model.convert_weights(model)
-    dtr = DynamicTokenReweighting(model)
-    assert dtr.dtype == torch.float16
-    raw = dtr.raw_scores(tokens, images, blank)
-    assert raw.dtype == torch.float32
-    assert torch.allclose(raw, reference, atol=2e-3)
-    assert dtr(tokens, images, blank).dtype == torch.float32
 
 
 def test_blank_image_features_is_the_mean_grey_image(tiny_clip):
@@ -306,6 +335,35 @@ def test_category_swap_case_styles_and_underscores():
         "This is a photo of Staffordshire_Bull_Terrier. A staffordshire bull terrier."
     )
     assert swap("A Sphynx and a sphynx.", 5, 4) == "A Persian and a persian."
+
+
+def test_category_swap_renames_plural_hyphenated_and_multiword_mentions():
+    names = ["zindex", "yorkshire_terrier", "wheaten_terrier", "daisy", "vexlar star", "quorin star"]
+    swap = CategoryAwareNegatives(names, {}, {}).category_swap
+    assert swap("This is a photo of zindex.Two zindexes, a Zindex and ZINDEXES.", 0, 3) == (
+        "This is a photo of daisy.Two daisies, a Daisy and DAISIES.")
+    assert swap("daisies and a Daisy", 3, 0) == "zindexes and a Zindex"
+    assert swap("Three Yorkshire Terriers, a yorkshire-terrier and yorkshire_terriers.", 1, 2) == (
+        "Three Wheaten Terriers, a wheaten-terrier and wheaten_terriers.")
+    assert swap("This is a photo of vexlar star.Two large vexlar stars.", 4, 5) == (
+        "This is a photo of quorin star.Two large quorin stars.")
+    assert swap("a vexlar-star and a Vexlar Star", 4, 1) == "a yorkshire-terrier and a Yorkshire Terrier"
+    # not a mention: another word that merely starts with the name
+    assert swap("zindexing zindexes", 0, 3) == "zindexing daisies"
+
+
+def test_category_swaps_leave_no_mention_of_the_own_class():
+    names = ["zindex", "funsar", "vexlar star", "quorin star", "yorkshire_terrier", "wheaten_terrier"]
+    captions = ["This is a photo of zindex.Two large zindexes on a dark background. A Zindex!",
+                "This is a photo of vexlar star.The image shows three vexlar stars; Vexlar-Stars everywhere.",
+                "This is a photo of Yorkshire Terrier.Yorkshire terriers and a YORKSHIRE-TERRIER play."]
+    generator = CategoryAwareNegatives(names, {}, {0: [1], 2: [3], 4: [5]}, num_category=1, num_attribute=0)
+    for caption, label in zip(captions, (0, 2, 4)):
+        (text, target, _), = generator.sample(caption, label)
+        words = names[label].replace("_", " ").split()
+        mention = r"[\s_-]+".join(words)
+        assert not re.search(mention, text, re.IGNORECASE), text
+        assert re.search(r"[\s_-]+".join(names[target].replace("_", " ").split()), text, re.IGNORECASE)
 
 
 def test_category_swap_keeps_proper_names_written_canonically():

@@ -73,22 +73,28 @@ def test_category_weighted_contrastive_hand():
     image = torch.tensor([[1.0, 0.0]])
     candidates = torch.tensor([[[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]])  # cos = 1, 0.6, 0
     same = torch.tensor([[True, True, False]])  # positive, attribute negative, category negative
-    # w = [1.5, 1.5, 1]; logits = w * 10 * cos = [15, 9, 0]
-    expected = -15.0 + math.log(math.exp(15.0) + math.exp(9.0) + math.exp(0.0))
+    # "negatives": logits = 10 * cos = [10, 6, 0], the attribute negative counted 1.5 times in the denominator
+    expected = -10.0 + math.log(math.exp(10.0) + 1.5 * math.exp(6.0) + math.exp(0.0))
     loss = category_weighted_contrastive(image, candidates, same, alpha=0.5, logit_scale=10.0)
-    assert loss.item() == pytest.approx(expected, abs=1e-6)  # float32 log-sum-exp of a ~2e-3 loss
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
     # Masking the category negative removes its exp(0) term.
     valid = torch.tensor([[True, True, False]])
     masked = category_weighted_contrastive(image, candidates, same, alpha=0.5, logit_scale=10.0, valid=valid)
-    assert masked.item() == pytest.approx(-15.0 + math.log(math.exp(15.0) + math.exp(9.0)), abs=1e-6)
-    assert masked.item() < loss.item()
+    assert masked.item() == pytest.approx(-10.0 + math.log(math.exp(10.0) + 1.5 * math.exp(6.0)), rel=1e-5)
+    # "figure" (Fig. 2 literally): w = [1.5, 1.5, 1] multiplies the logits, the positive's included: [15, 9, 0]
+    figure = category_weighted_contrastive(image, candidates, same, alpha=0.5, logit_scale=10.0, weighting="figure")
+    assert figure.item() == pytest.approx(-15.0 + math.log(math.exp(15.0) + math.exp(9.0) + 1.0), abs=1e-6)
+    assert figure.item() < loss.item()  # the positive's free margin
+    with pytest.raises(ValueError, match="weighting"):
+        category_weighted_contrastive(image, candidates, same, alpha=0.5, logit_scale=10.0, weighting="both")
 
 
-def test_category_weighted_contrastive_matches_loop():
+@pytest.mark.parametrize("weighting", ["negatives", "figure"])
+def test_category_weighted_contrastive_matches_loop(weighting):
     generator = torch.Generator().manual_seed(2)
     batch, candidates_per_image, dim = 3, 4, 5
     images = torch.randn(batch, dim, generator=generator)
-    candidates = torch.randn(batch, candidates_per_image, dim, generator=generator) * 3  # adapter outputs: not unit
+    candidates = torch.randn(batch, candidates_per_image, dim, generator=generator) * 3  # head outputs: not unit
     same = torch.rand(batch, candidates_per_image, generator=generator) > 0.5
     same[:, 0] = True
     valid = torch.ones(batch, candidates_per_image, dtype=torch.bool)
@@ -98,14 +104,20 @@ def test_category_weighted_contrastive_matches_loop():
     expected = 0.0
     for b in range(batch):
         img = images[b].double()
-        logits = []
+        numerator, denominator = 0.0, 0.0
         for k in range(candidates_per_image):
+            if not valid[b, k]:
+                continue
             cand = candidates[b, k].double()
             cosine = float(img @ cand / (img.norm() * cand.norm()))
-            weight = 1 + alpha if same[b, k] else 1.0
-            logits.append(weight * scale * cosine if valid[b, k] else -math.inf)
-        expected += _ce(logits, 0) / batch
-    loss = category_weighted_contrastive(images, candidates, same, alpha, scale, valid)
+            if weighting == "figure":
+                term = math.exp((1 + alpha if same[b, k] else 1.0) * scale * cosine)
+            else:
+                term = (1 + alpha if same[b, k] and k > 0 else 1.0) * math.exp(scale * cosine)
+            numerator = term if k == 0 else numerator
+            denominator += term
+        expected += -math.log(numerator / denominator) / batch
+    loss = category_weighted_contrastive(images, candidates, same, alpha, scale, valid, weighting=weighting)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -114,11 +126,15 @@ def test_alpha_changes_exactly_the_same_category_logits():
     images = torch.randn(2, 4, generator=generator)
     candidates = torch.randn(2, 5, 4, generator=generator)
     same = torch.tensor([[True, False, True, False, False], [True, True, False, True, False]])
+    negatives = same.clone()
+    negatives[:, 0] = False
     base = category_weighted_logits(images, candidates, same, alpha=0.0, logit_scale=100.0)
     weighted = category_weighted_logits(images, candidates, same, alpha=0.5, logit_scale=100.0)
-    assert torch.equal(weighted[~same], base[~same])
-    assert torch.allclose(weighted[same], 1.5 * base[same])
-    assert not torch.allclose(weighted[same], base[same])
+    assert torch.equal(weighted[~negatives], base[~negatives])  # the positive and other-category ones unchanged
+    assert torch.allclose(weighted[negatives], base[negatives] + math.log(1.5))
+    figure = category_weighted_logits(images, candidates, same, alpha=0.5, logit_scale=100.0, weighting="figure")
+    assert torch.equal(figure[~same], base[~same])
+    assert torch.allclose(figure[same], 1.5 * base[same])
 
 
 def test_category_weighted_contrastive_gradients_and_masked_candidates():

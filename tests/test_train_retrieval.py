@@ -126,7 +126,8 @@ def test_dcar_loss_is_con_plus_lambda_cate(fdrd_root, tiny_clip_state_dict_path,
 
 
 def test_dcar_ablation_switches_remove_their_parts(fdrd_root, tiny_clip_state_dict_path, tmp_path):
-    full = build_dcar(fdrd_root, tiny_clip_state_dict_path, tmp_path / "a")
+    full = build_dcar(fdrd_root, tiny_clip_state_dict_path, tmp_path / "a", "TRAINER.DCAR.USE_DTR", "True",
+                      "TRAINER.DCAR.CAA_HEAD", "True")
     bare = build_dcar(fdrd_root, tiny_clip_state_dict_path, tmp_path / "b",
                       "TRAINER.DCAR.USE_DTR", "False", "TRAINER.DCAR.USE_CAA", "False")
     count = lambda t: sum(p.numel() for p in t.model.learnable.parameters())  # noqa: E731
@@ -136,13 +137,72 @@ def test_dcar_ablation_switches_remove_their_parts(fdrd_root, tiny_clip_state_di
     _, summary = bare.compute_loss(first_batch(bare))
     assert set(summary) == {"loss_con", "loss"} and summary["loss"] == summary["loss_con"]
 
-    batch = first_batch(full)
-    images, tokens, _ = full.parse_retrieval_batch(batch)
-    weights = full.token_weights(images, tokens)
+    images, tokens, _ = full.parse_retrieval_batch(first_batch(full))
+    weights = full.token_reweighting(tokens, full.model.frozen_image_features(images))
     assert weights.shape == tokens.shape
     special = (tokens == 0) | (tokens == 49406) | (tokens == 49407)
     assert torch.all(weights[special] == 1) and not torch.all(weights == 1)
-    assert bare.token_weights(images, tokens) is None
+    # "This is a photo of" opens every caption: boilerplate, neutral
+    prefix = full.model.tokenize(["This is a photo of"]).tokens[0, 1:6]
+    assert torch.all(weights[:, 1:6] == 1) and torch.equal(tokens[0, 1:6], prefix)
+
+    text_only = build_dcar(fdrd_root, tiny_clip_state_dict_path, tmp_path / "c", "TRAINER.DCAR.VISUAL_PROMPTS", "False")
+    assert not hasattr(text_only.model.learnable, "to_visual") and not text_only.model.prompts_image
+    assert full.model.prompts_image
+
+
+def _cate_only_trainer(root, ckpt, out, *overrides):
+    """DCAR whose loss is L_cate alone on a text-only prompt, so gradients come from the negatives' path."""
+    return build_dcar(root, ckpt, out, "TRAINER.DCAR.VISUAL_PROMPTS", "False", "TRAINER.DCAR.USE_DTR", "False",
+                      *overrides)
+
+
+def test_dcar_category_loss_trains_the_test_time_text_encoder(fdrd_root, tiny_clip_state_dict_path, tmp_path):
+    import trainers.dcar as dcar
+
+    trainer = _cate_only_trainer(fdrd_root, tiny_clip_state_dict_path, tmp_path / "p")
+    batch = first_batch(trainer)
+    images, tokens, labels = trainer.parse_retrieval_batch(batch)
+    trainer.negatives._rng.seed(7)
+    negatives = trainer.sample_negatives(batch["index"], labels)
+    # Reference written here: candidates = the prompted encoder on positive and negative texts; L_cate by hand
+    # (same-category negatives counted (1 + alpha) times in the denominator, the positive unweighted).
+    ctx = trainer.model.learnable.ctx
+    image_features = trainer.model.encode_image(images).detach()
+    positive = trainer.model.encode_text(tokens)
+    negative = trainer.model.encode_text(trainer.model.tokenize(negatives.texts).tokens)
+    alpha, scale = trainer.method_cfg.ALPHA, float(trainer.model.logit_scale)
+    terms = []
+    for row in range(len(images)):
+        logits = [scale * (image_features[row] @ positive[row])]
+        weights = [1.0]
+        for i in torch.nonzero(negatives.owners == row).flatten().tolist():
+            logits.append(scale * (image_features[row] @ negative[i]))
+            weights.append(1 + alpha if bool(negatives.same[row, negatives.slots[i]]) else 1.0)
+        denominator = sum(w * torch.exp(l.double()) for w, l in zip(weights, logits))
+        terms.append(-(logits[0].double() - torch.log(denominator)))
+    reference = torch.stack(terms).mean()
+    (reference_grad,) = torch.autograd.grad(reference, ctx, retain_graph=True)
+
+    trainer.negatives._rng.seed(7)
+    again = trainer.sample_negatives(batch["index"], labels)
+    assert again.texts == negatives.texts
+    loss = trainer.category_loss(image_features, positive, negative, again)
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-4)
+    (grad,) = torch.autograd.grad(loss, ctx)
+    assert grad.abs().sum() > 0 and torch.allclose(grad, reference_grad.float(), rtol=1e-3, atol=1e-7)
+
+    # Fig. 2 read literally (frozen text + CAA head): no gradient reaches the test-time text context
+    frozen = _cate_only_trainer(fdrd_root, tiny_clip_state_dict_path, tmp_path / "f",
+                                "TRAINER.DCAR.CATE_ENCODER", "frozen")
+    assert frozen.uses_caa_head
+    _, summary = frozen.compute_loss(first_batch(frozen))
+    negatives = frozen.sample_negatives(batch["index"], labels)
+    cate = frozen.category_loss(frozen.model.encode_image(images).detach(),
+                                frozen.frozen_positive_features[batch["index"]],
+                                frozen.frozen_negative_features(negatives.texts), negatives)
+    assert torch.autograd.grad(cate, frozen.model.learnable.ctx, allow_unused=True)[0] is None
+    assert dcar.CATE_ENCODERS == ("prompted", "frozen")
 
 
 def test_dcar_category_loss_marks_same_category_candidates(fdrd_root, tiny_clip_state_dict_path, tmp_path, monkeypatch):
@@ -152,19 +212,23 @@ def test_dcar_category_loss_marks_same_category_candidates(fdrd_root, tiny_clip_
     captured = {}
     original = dcar.category_weighted_contrastive
 
-    def spy(image_features, candidates, same, alpha, scale, valid):
-        captured.update(same=same.cpu(), valid=valid.cpu(), alpha=alpha)
-        return original(image_features, candidates, same, alpha, scale, valid)
+    def spy(image_features, candidates, same, alpha, scale, valid, weighting):
+        captured.update(same=same.cpu(), valid=valid.cpu(), alpha=alpha, weighting=weighting,
+                        candidates=candidates.detach())
+        return original(image_features, candidates, same, alpha, scale, valid, weighting)
 
     monkeypatch.setattr(dcar, "category_weighted_contrastive", spy)
     batch = first_batch(trainer)
     trainer.compute_loss(batch)
     same, valid = captured["same"], captured["valid"]
-    assert captured["alpha"] == 0.5 and same.shape == (len(batch["index"]), 5)
+    assert captured["alpha"] == 0.5 and captured["weighting"] == "negatives" and same.shape == (len(batch["index"]), 5)
     assert bool(same[:, 0].all()) and bool(valid[:, 0].all())
-    # K = 2 category swaps (other class: weight 1) + 2 attribute swaps (same class: weight 1 + alpha)
+    # K = 2 category swaps (other class) + 2 attribute swaps (same class: counted 1 + alpha times)
     assert torch.equal(same[:, 1:3], torch.zeros_like(same[:, 1:3]))
     assert torch.equal(same[:, 3:5] & valid[:, 3:5], valid[:, 3:5])
+    # the candidates are unit-norm prompted text features (no CAA head by default)
+    norms = captured["candidates"][valid].norm(dim=-1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
 
 
 def test_frozen_negative_feature_cache_encodes_each_text_once():

@@ -1,23 +1,26 @@
 """DCAR (Wang et al., arXiv 2508.04028): dual prompt learning for downstream image-text retrieval.
 
-Only what is DCAR-specific lives here; see ../shared/design/dcar.md for the sources and the open choices.
-1. Dual prompts: text context and visual prompts generated from it ("semantic analysis guide
-   generation"), i.e. MaPLe's coupling (:class:`CoupledPromptCLIP`), depth configurable
-   (PROMPT_DEPTH 1 = the shallow reading of the figure); COUPLING "independent" learns the visual
-   prompts separately, for the ablation.
-2. Dynamic Token Re-Weighting (USE_DTR): w_j from |S(token_j, image) - S(token_j, blank)| under the
-   frozen, unprompted CLIP multiplies the caption's token embeddings. Training only by default: test-time
-   weights need the paired image (DTR_AT_TEST turns them on for analysis; it uses the ground-truth pairing).
+Only what is DCAR-specific lives here; docs/dcar.md gives the sources, every open choice and the measurement
+behind each default.
+1. Dual prompts: text context and visual prompts generated from it ("semantic analysis guide generation"),
+   i.e. MaPLe's coupling (:class:`CoupledPromptCLIP`); PROMPT_DEPTH 1 is the shallow reading of the figure,
+   COUPLING "independent" learns the visual prompts separately, VISUAL_PROMPTS False keeps the text side only.
+2. Dynamic Token Re-Weighting (USE_DTR): w_j from |S(token_j, image) - S(token_j, blank)| under the frozen,
+   unprompted CLIP, each token scored on its own, boilerplate shared by most captions neutral; the weights
+   multiply the caption's token embeddings during training (test captions get weight 1: no pairing there).
 3. Category-Aware Augmentation (USE_CAA): K negatives per positive (category swaps to siblings of the same
-   meta-category, attribute swaps within the class), resampled every step; the frozen text features of
-   positive and negatives pass the trainable CAA adapter into L_cate, whose logits are scaled by 1 + ALPHA
-   for captions of the image's own category.
+   meta-category, attribute swaps within the class), resampled every step, encoded by the *prompted* text
+   encoder (the one used at test) with gradient, optionally through the trainable CAA head, into L_cate;
+   same-category negatives count (1 + ALPHA) times in its softmax denominator.
 4. Loss: L = L_con (symmetric InfoNCE on the prompted features) + LAMBDA * L_cate.
+The readings of Fig. 2 that measured degenerate stay available for the ablation: CATE_ENCODER "frozen" (frozen
+text features + CAA head) and CATE_WEIGHTING "figure" (the positive's logit scaled by 1 + ALPHA too).
 """
 from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,7 +30,8 @@ from torch import nn
 from .backbone.text_encoder import tokenize
 from .backbone.vision_encoder import expand_prompts
 from .dcar_components import (CategoryAwareAdapter, CategoryAwareNegatives, DynamicTokenReweighting,
-                              blank_image_features, siblings_from_meta, siblings_from_text_features)
+                              blank_image_features, boilerplate_token_ids, siblings_from_meta,
+                              siblings_from_text_features)
 from .engine.checkpoint import atomic_write_text
 from .engine.config import set_defaults
 from .engine.errors import ConfigError
@@ -36,6 +40,7 @@ from .losses import category_weighted_contrastive, symmetric_info_nce
 from .maple import CoupledPromptCLIP
 
 COUPLINGS = ("linear", "independent")
+CATE_ENCODERS = ("prompted", "frozen")
 
 
 class FrozenTextFeatureCache:
@@ -62,22 +67,38 @@ class FrozenTextFeatureCache:
         return out
 
 
+@dataclass
+class NegativeBatch:
+    """One step's generated negatives: ``texts[i]`` is candidate ``slots[i]`` (1..K) of batch image ``owners[i]``;
+    ``same`` [B, K+1] tells which candidates (slot 0 = the positive) name the image's own class."""
+
+    texts: list[str]
+    owners: torch.Tensor
+    slots: torch.Tensor
+    same: torch.Tensor
+
+
 def add_config(cfg) -> None:
     set_defaults(cfg, "TRAINER.DCAR", {
         "N_CTX": 2,
         "CTX_INIT": "a photo of a",
         "PROMPT_DEPTH": 9,              # 1 = shallow prompts (the figure's literal reading)
+        "VISUAL_PROMPTS": True,         # False: text prompts only (ablation)
         "COUPLING": "linear",           # linear (visual = F(text), MaPLe) | independent (ablation)
-        "USE_DTR": True,
-        "DTR_NORM": "mean",             # mean: words average 1 | none: raw |dS|
+        "USE_DTR": False,               # measured not to help: docs/dcar.md
+        "DTR_NORM": "mean",             # mean: scored tokens average 1 | none: raw |dS|
         "DTR_FLOOR": 0.5,
         "DTR_CEIL": 2.0,
-        "DTR_AT_TEST": False,           # analysis only: uses the test pairing
+        "DTR_BOILERPLATE": 0.5,         # tokens in at least this share of train captions keep weight 1
         "USE_CAA": True,
         "NUM_CATEGORY_NEG": 2,          # K = NUM_CATEGORY_NEG + NUM_ATTRIBUTE_NEG
         "NUM_ATTRIBUTE_NEG": 2,
         "NEIGHBOURS": 10,               # siblings by CLIP text similarity when a domain has no hierarchy file
-        "ALPHA": 0.5,                   # same-category weight 1 + ALPHA in L_cate
+        "CATE_ENCODER": "prompted",     # prompted (test-time encoder, with gradient) | frozen (Fig. 2 literally)
+        "CATE_WEIGHTING": "negatives",  # negatives: same-category negatives x(1+ALPHA) | figure: positive too
+        "NEG_GRAD": True,               # back-propagate L_cate through the negatives' text features
+        "CAA_HEAD": False,              # the trainable CAA block on L_cate's candidates (always on when frozen)
+        "ALPHA": 0.5,
         "LAMBDA": 1.0,                  # weight of L_cate
         "CAA_RATIO": 0.2,
         "CAA_REDUCTION": 4,
@@ -87,22 +108,30 @@ def add_config(cfg) -> None:
 
 
 class DualPromptCLIP(CoupledPromptCLIP):
-    """MaPLe-coupled (or independent) dual prompts, plus the CAA adapter when L_cate is on."""
+    """MaPLe-coupled, independent or no visual prompts beside deep text prompts; the CAA head when L_cate uses it."""
 
-    def __init__(self, clip_model, classnames, n_ctx, ctx_init, depth, coupling: str, caa: nn.Module | None):
+    def __init__(self, clip_model, classnames, n_ctx, ctx_init, depth, coupling: str, visual: bool,
+                 caa: nn.Module | None):
         super().__init__(clip_model, classnames, n_ctx, ctx_init, depth)
         if coupling not in COUPLINGS:
             raise ConfigError(f"TRAINER.DCAR.COUPLING must be one of {COUPLINGS}, got {coupling!r}")
-        self.coupling = coupling
-        if coupling == "independent":
+        self.coupling = coupling if visual else "none"
+        if not visual or coupling == "independent":
             del self.learnable.to_visual
+        if visual and coupling == "independent":
             width = self.vision_encoder.width
             self.learnable.visual = nn.ParameterList(
                 [nn.Parameter(torch.randn(n_ctx, width) * 0.02) for _ in range(depth)])
         if caa is not None:
             self.learnable.caa = caa
 
+    @property
+    def prompts_image(self) -> bool:
+        return self.coupling != "none"
+
     def visual_prompts(self, images):
+        if self.coupling == "none":
+            return None
         if self.coupling == "linear":
             return super().visual_prompts(images)
         prompts = list(self.learnable.visual)
@@ -115,37 +144,57 @@ class DCAR(CLIPTrainer):
     CONFIG_NODE = "DCAR"
     SUPPORTS_CLASSIFICATION = False
 
+    def check_cfg(self, cfg) -> None:
+        super().check_cfg(cfg)
+        c = cfg.TRAINER.DCAR
+        if c.CATE_ENCODER not in CATE_ENCODERS:
+            raise ConfigError(f"TRAINER.DCAR.CATE_ENCODER must be one of {CATE_ENCODERS}, got {c.CATE_ENCODER!r}")
+        if c.CATE_WEIGHTING not in ("negatives", "figure"):
+            raise ConfigError(f"TRAINER.DCAR.CATE_WEIGHTING must be negatives or figure, got {c.CATE_WEIGHTING!r}")
+
+    @property
+    def uses_caa_head(self) -> bool:
+        c = self.method_cfg
+        return bool(c.USE_CAA and (c.CAA_HEAD or c.CATE_ENCODER == "frozen"))
+
     def build_prompted_clip(self, clip_model, classnames):
         c = self.method_cfg
         caa = None
-        if c.USE_CAA:
+        if self.uses_caa_head:
             caa = CategoryAwareAdapter(clip_model.text_projection.shape[1], c.CAA_REDUCTION, c.CAA_RATIO)
-        return DualPromptCLIP(clip_model, classnames, c.N_CTX, c.CTX_INIT, c.PROMPT_DEPTH, c.COUPLING, caa)
+        return DualPromptCLIP(clip_model, classnames, c.N_CTX, c.CTX_INIT, c.PROMPT_DEPTH, c.COUPLING,
+                              c.VISUAL_PROMPTS, caa)
 
     def build_model(self) -> None:
         super().build_model()
         c = self.method_cfg
-        clip = self.model.clip
-        self.logit_scale = 1.0 / c.TEMPERATURE if c.TEMPERATURE > 0 else self.model.logit_scale
+        #: the scale of both losses (TEMPERATURE > 0 replaces CLIP's own; evaluation always uses CLIP's)
+        self.loss_logit_scale = 1.0 / c.TEMPERATURE if c.TEMPERATURE > 0 else self.model.logit_scale
         self.token_reweighting = None
         if c.USE_DTR:
-            self.token_reweighting = DynamicTokenReweighting(clip, c.DTR_NORM, c.DTR_FLOOR, c.DTR_CEIL)
-            self.blank_features = blank_image_features(clip, image_size=self.cfg.INPUT.SIZE[0]).to(self.device)
+            blank = blank_image_features(self.model.clip, image_size=self.cfg.INPUT.SIZE[0]).to(self.device)
+            self.token_reweighting = DynamicTokenReweighting(
+                self.model.frozen_text_features, blank,
+                boilerplate_token_ids(self.caption_tokens["train"], c.DTR_BOILERPLATE),
+                c.DTR_NORM, c.DTR_FLOOR, c.DTR_CEIL)
         self.negatives = None
         if c.USE_CAA:
             self.negatives = self.build_negative_generator()
-            self.frozen_positive_features = self.frozen_caption_features(self.caption_tokens_plain("train"))
-            self.frozen_negative_features = FrozenTextFeatureCache(self.frozen_caption_features)
-        print(f"DCAR parts: dual prompts ({c.COUPLING} coupling, depth {c.PROMPT_DEPTH}, {c.N_CTX} tokens); "
-              f"DTR {'on' if c.USE_DTR else 'off'}; CAA {'on, K=' + str(self.negatives.num_negatives) if c.USE_CAA else 'off'}")
+            if c.CATE_ENCODER == "frozen":
+                texts = [item.caption for item in self.dm.dataset.train_x]
+                self.frozen_positive_features = self.frozen_caption_features(tokenize(texts).tokens)
+                self.frozen_negative_features = FrozenTextFeatureCache(self.frozen_caption_features)
+        caa = (f"on, K={self.negatives.num_negatives}, {c.CATE_ENCODER} encoder"
+               f"{', CAA head' if self.uses_caa_head else ''}") if c.USE_CAA else "off"
+        print(f"DCAR parts: dual prompts ({self.model.coupling} visual prompts, depth {c.PROMPT_DEPTH}, "
+              f"{c.N_CTX} tokens); DTR {'on' if c.USE_DTR else 'off'}; CAA {caa}")
 
     # ---- Category-Aware Augmentation ----------------------------------------------------------
     def build_negative_generator(self) -> CategoryAwareNegatives:
         c = self.method_cfg
         classnames = self.model.classnames
-        items = self.dm.dataset.train_x
         captions_by_class: dict[int, list[str]] = {}
-        for item in items:
+        for item in self.dm.dataset.train_x:
             captions_by_class.setdefault(item.label, []).append(item.caption)
         meta = getattr(self.dm.dataset, "meta_categories", None)
         if meta:
@@ -160,20 +209,17 @@ class DCAR(CLIPTrainer):
         return CategoryAwareNegatives(classnames, captions_by_class, siblings, c.NUM_CATEGORY_NEG,
                                       c.NUM_ATTRIBUTE_NEG, seed=max(self.cfg.SEED, 0))
 
-    def caption_tokens_plain(self, split: str) -> torch.Tensor:
-        items = self.dm.dataset.train_x if split == "train" else self.dm.dataset.test
-        return tokenize([item.caption for item in items]).tokens
-
     def frozen_caption_features(self, tokens: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Frozen, unprompted CLIP text features (the input of the CAA adapter), normalised, in batches."""
+        """Frozen, unprompted CLIP text features (the input of the CAA head in the "frozen" reading), in batches."""
         return torch.cat([self.model.frozen_text_features(tokens[i:i + batch_size].to(self.device))
                           for i in range(0, len(tokens), batch_size)])
 
-    def category_loss(self, image_features: torch.Tensor, indices: torch.Tensor, labels: torch.Tensor):
-        """L_cate over each image's positive (candidate 0) and its freshly generated negatives."""
+    def sample_negatives(self, indices: torch.Tensor, labels: torch.Tensor) -> NegativeBatch:
+        """Fresh negatives of every image's caption (see :class:`NegativeBatch`)."""
         items = self.dm.dataset.train_x
         k = self.negatives.num_negatives
-        texts, owners, slots, same = [], [], [], torch.zeros(len(indices), k + 1, dtype=torch.bool)
+        texts, owners, slots = [], [], []
+        same = torch.zeros(len(indices), k + 1, dtype=torch.bool)
         same[:, 0] = True
         for row, (index, label) in enumerate(zip(indices.tolist(), labels.tolist())):
             for slot, (text, neg_label, _kind) in enumerate(self.negatives.sample(items[index].caption, label), 1):
@@ -181,53 +227,59 @@ class DCAR(CLIPTrainer):
                 owners.append(row)
                 slots.append(slot)
                 same[row, slot] = neg_label == label
-        candidates = self.frozen_positive_features.new_zeros(len(indices), k + 1, image_features.shape[1])
-        candidates[:, 0] = self.frozen_positive_features[indices.to(self.device)]
-        valid = torch.zeros_like(same)
+        return NegativeBatch(texts, torch.tensor(owners, dtype=torch.long), torch.tensor(slots, dtype=torch.long),
+                             same)
+
+    def category_loss(self, image_features: torch.Tensor, positive_features: torch.Tensor,
+                      negative_features: torch.Tensor | None, negatives: NegativeBatch) -> torch.Tensor:
+        """L_cate over each image's positive (candidate 0) and its negatives (the other filled slots)."""
+        batch, k1 = negatives.same.shape
+        candidates = positive_features.new_zeros(batch, k1, positive_features.shape[1])
+        candidates[:, 0] = positive_features
+        valid = torch.zeros_like(negatives.same)
         valid[:, 0] = True
-        if texts:
-            candidates[owners, slots] = self.frozen_negative_features(texts)
-            valid[owners, slots] = True
-        adapted = self.model.learnable.caa(candidates)
-        return category_weighted_contrastive(image_features, adapted, same.to(self.device), self.method_cfg.ALPHA,
-                                             self.logit_scale, valid.to(self.device))
+        if negative_features is not None:
+            candidates[negatives.owners, negatives.slots] = negative_features.to(candidates.dtype)
+            valid[negatives.owners, negatives.slots] = True
+        if self.uses_caa_head:
+            candidates = self.model.learnable.caa(candidates)
+        c = self.method_cfg
+        return category_weighted_contrastive(image_features, candidates, negatives.same.to(self.device), c.ALPHA,
+                                             self.loss_logit_scale, valid.to(self.device), c.CATE_WEIGHTING)
 
     # ---- training ------------------------------------------------------------------------------
-    def token_weights(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor | None:
-        if self.token_reweighting is None:
-            return None
-        # DTR scores the caption tokens; the prompt's context slots are not part of the caption
-        return self.token_reweighting(tokens, self.model.frozen_image_features(images), self.blank_features)
-
     def compute_loss(self, batch: dict):
         images, tokens, labels = self.parse_retrieval_batch(batch)
+        batch_size = len(images)
         image_features = self.model.encode_image(images)
-        text_features = self.model.encode_text(tokens, token_weights=self.token_weights(images, tokens))
-        loss_con = symmetric_info_nce(image_features, text_features, self.logit_scale)
+        negatives = self.sample_negatives(batch["index"], labels) if self.negatives is not None else None
+        prompted_negatives = negatives is not None and negatives.texts and self.method_cfg.CATE_ENCODER == "prompted"
+        image_of_text = torch.arange(batch_size)  # the image each encoded caption is paired with
+        if prompted_negatives:  # one prompted pass over captions and negatives: the negatives train the test encoder
+            tokens = torch.cat([tokens, self.model.tokenize(negatives.texts).tokens.to(self.device)])
+            image_of_text = torch.cat([image_of_text, negatives.owners])
+        weights = None
+        if self.token_reweighting is not None:
+            frozen_images = self.model.frozen_image_features(images)
+            weights = self.token_reweighting(tokens, frozen_images[image_of_text.to(self.device)])
+        if prompted_negatives and not self.method_cfg.NEG_GRAD:
+            text_features = self.model.encode_text(tokens[:batch_size], None if weights is None else weights[:batch_size])
+            with torch.no_grad():
+                rest = self.model.encode_text(tokens[batch_size:], None if weights is None else weights[batch_size:])
+            text_features = torch.cat([text_features, rest])
+        else:
+            text_features = self.model.encode_text(tokens, token_weights=weights)
+        positive_features = text_features[:batch_size]
+        loss_con = symmetric_info_nce(image_features, positive_features, self.loss_logit_scale)
         summary = {"loss_con": loss_con.item()}
         loss = loss_con
-        if self.negatives is not None:
-            loss_cate = self.category_loss(image_features, batch["index"], labels)
+        if negatives is not None:
+            negative_features = text_features[batch_size:] if prompted_negatives else None
+            if self.method_cfg.CATE_ENCODER == "frozen":
+                positive_features = self.frozen_positive_features[batch["index"].to(self.device)]
+                negative_features = self.frozen_negative_features(negatives.texts) if negatives.texts else None
+            loss_cate = self.category_loss(image_features, positive_features, negative_features, negatives)
             loss = loss + self.method_cfg.LAMBDA * loss_cate
             summary["loss_cate"] = loss_cate.item()
         summary["loss"] = loss.item()
         return loss, summary
-
-    # ---- optional test-time re-weighting (analysis) ----------------------------------------------
-    def encode_test_images(self, loader):
-        features = super().encode_test_images(loader)
-        if self.method_cfg.DTR_AT_TEST and self.token_reweighting is not None:
-            self._test_frozen_images = self._encode_images(loader, self.model.frozen_image_features)
-        return features
-
-
-    def encode_test_captions(self, tokens: torch.Tensor) -> torch.Tensor:
-        frozen = getattr(self, "_test_frozen_images", None)
-        if frozen is None:
-            return super().encode_test_captions(tokens)
-        size, chunks = self.cfg.TEST.TEXT_BATCH_SIZE, []
-        for i in range(0, len(tokens), size):
-            part = tokens[i:i + size].to(self.device)
-            weights = self.token_reweighting(part, frozen[i:i + size].to(self.device), self.blank_features)
-            chunks.append(self.model.encode_text(part, token_weights=weights).float().cpu())
-        return torch.cat(chunks)

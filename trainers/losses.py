@@ -6,6 +6,7 @@ cast.
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -57,6 +58,9 @@ def symmetric_info_nce(
     raise ValueError(f"directions must be 'both', 'i2t' or 't2i', got {directions!r}")
 
 
+CategoryWeighting = Literal["negatives", "figure"]
+
+
 def category_weighted_logits(
     image_features: Tensor,
     candidate_features: Tensor,
@@ -64,11 +68,19 @@ def category_weighted_logits(
     alpha: float,
     logit_scale: Tensor | float,
     valid: Tensor | None = None,
+    weighting: CategoryWeighting = "negatives",
 ) -> Tensor:
-    """Logits of DCAR's L_cate: ``w_bk · s · cos(I_b, a_bk)``, ``w = 1 + alpha`` for same-category captions, else 1.
+    """Logits of DCAR's L_cate for each image's candidates (candidate 0 = the positive, 1..K its negatives).
 
-    The cosine is taken here (both sides are L2-normalised) because the candidates come straight out of the CAA
-    adapter, whose output is not unit-norm. Invalid candidates (padding, dropped negatives) get ``-inf``.
+    ``weighting="negatives"`` (default): ``s·cos(I_b, c_bk) + log(1 + alpha)·[k >= 1 and same_bk]``. The softmax
+    denominator then counts a same-category negative (1 + alpha) times, so those negatives weigh more, and the
+    positive gets no margin.
+    ``weighting="figure"``: ``(1 + alpha·same_bk)·s·cos(I_b, c_bk)``, the rule of DCAR's Fig. 2 read literally.
+    The positive is always same-category, so its logit is always scaled up: a free margin that leaves the
+    negatives with a small share of the softmax (measured: 1.6% for category swaps at alpha = 0.5, docs/dcar.md).
+
+    The cosine is taken here (both sides are L2-normalised), so candidates may come from a non-unit-norm head.
+    Invalid candidates (padding, dropped negatives) get ``-inf``.
 
     Shapes: image_features [B, D], candidate_features [B, K+1, D], same_category and valid [B, K+1] bool.
     Returns float32 logits [B, K+1].
@@ -81,9 +93,15 @@ def category_weighted_logits(
         )
     images = F.normalize(image_features.float(), dim=-1)
     candidates = F.normalize(candidate_features.float(), dim=-1)
-    cosine = torch.einsum("bd,bkd->bk", images, candidates)
-    weights = 1.0 + alpha * same_category.to(cosine.dtype)
-    logits = weights * logit_scale * cosine
+    logits = logit_scale * torch.einsum("bd,bkd->bk", images, candidates)
+    same = same_category.to(logits.dtype)
+    if weighting == "negatives":
+        same = torch.cat([torch.zeros_like(same[:, :1]), same[:, 1:]], dim=1)
+        logits = logits + math.log1p(alpha) * same
+    elif weighting == "figure":
+        logits = (1.0 + alpha * same) * logits
+    else:
+        raise ValueError(f"weighting must be 'negatives' or 'figure', got {weighting!r}")
     if valid is not None:
         if valid.shape != logits.shape:
             raise ValueError(f"valid must be {tuple(logits.shape)}, got {tuple(valid.shape)}")
@@ -98,15 +116,12 @@ def category_weighted_contrastive(
     alpha: float,
     logit_scale: Tensor | float,
     valid: Tensor | None = None,
+    weighting: CategoryWeighting = "negatives",
 ) -> Tensor:
-    """DCAR's category-aware loss L_cate (dcar.md §1.2, decision 8).
-
-    Per image b, candidate 0 is the positive caption and 1..K its generated negatives; the loss is the softmax
-    cross-entropy with target 0 over :func:`category_weighted_logits`, averaged over the batch. Up-weighting the
-    same-category logits by (1 + alpha) sharpens the competition between the positive and its attribute-swapped
-    negatives (same class, different description), which is what "learning sub-category distinctions" asks for.
-    """
-    logits = category_weighted_logits(image_features, candidate_features, same_category, alpha, logit_scale, valid)
+    """DCAR's category-aware loss L_cate: per image, softmax cross-entropy with target 0 (the positive) over
+    :func:`category_weighted_logits`, averaged over the batch."""
+    logits = category_weighted_logits(image_features, candidate_features, same_category, alpha, logit_scale,
+                                      valid, weighting)
     if valid is not None and not bool(valid[:, 0].all()):
         raise ValueError("candidate 0 (the positive) must be valid for every image")
     targets = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)

@@ -5,6 +5,7 @@ from .negatives import CategoryAwareNegatives, siblings_from_meta, siblings_from
 from .token_reweighting import (
     DynamicTokenReweighting,
     blank_image_features,
+    boilerplate_token_ids,
     normalise_token_scores,
     word_token_mask,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "CategoryAwareNegatives",
     "DynamicTokenReweighting",
     "blank_image_features",
+    "boilerplate_token_ids",
     "normalise_token_scores",
     "siblings_from_meta",
     "siblings_from_text_features",

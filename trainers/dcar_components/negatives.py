@@ -15,9 +15,10 @@ byte-identical "negatives"), and duplicates are removed.
 """
 from __future__ import annotations
 
+import os.path
 import random
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -43,10 +44,33 @@ _ANY_CLASS_PREFIX = re.compile(
 )
 
 
-def _name_variants(name: str) -> list[str]:
-    """The class name as written and with underscores as spaces, longest first."""
-    variants = dict.fromkeys([name, name.replace("_", " ")])
-    return sorted(variants, key=len, reverse=True)
+_SEPARATORS = r"[\s_-]+"  # between the words of a multi-word name: "Yorkshire Terrier", "yorkshire_terrier", "Yorkshire-Terrier"
+
+
+def _name_words(name: str) -> list[str]:
+    return [w for w in re.split(_SEPARATORS, name.strip()) if w]
+
+
+def english_plural(word: str) -> str:
+    """The regular English plural of ``word`` (``terrier``→``terriers``, ``zindex``→``zindexes``,
+    ``daisy``→``daisies``); a word that does not end in a letter has none (returns it unchanged)."""
+    if not word[-1:].isalpha():
+        return word
+    if re.search(r"(s|x|z|ch|sh)$", word, re.IGNORECASE):
+        return word + ("ES" if word.isupper() else "es")
+    if re.search(r"[^aeiou]y$", word, re.IGNORECASE):
+        return word[:-1] + ("IES" if word.isupper() else "ies")
+    return word + ("S" if word.isupper() else "s")
+
+
+def _name_pattern(name: str) -> re.Pattern:
+    """Every mention of class ``name``: whole words, any case, words joined by spaces, underscores or hyphens,
+    singular or regular plural (group ``plural``)."""
+    words = _name_words(name)
+    head = "".join(re.escape(w) + _SEPARATORS for w in words[:-1])
+    last, plural = words[-1], english_plural(words[-1])
+    tail = f"(?:(?P<plural>{re.escape(plural)})|{re.escape(last)})" if plural != last else re.escape(last)
+    return re.compile(_WORD_BOUNDARY_BEFORE + head + tail + _WORD_BOUNDARY_AFTER, re.IGNORECASE)
 
 
 def _upper_first(text: str) -> str:
@@ -54,34 +78,62 @@ def _upper_first(text: str) -> str:
 
 
 def _title(text: str) -> str:
-    """Upper-case the first character of every space/underscore-separated word, leave the rest as written."""
-    return re.sub(r"(^|[\s_])(\S)", lambda m: m.group(1) + m.group(2).upper(), text)
+    """Upper-case the first character of every space/underscore/hyphen-separated word, leave the rest as written."""
+    return re.sub(r"(^|[\s_-])(\S)", lambda m: m.group(1) + m.group(2).upper(), text)
 
 
-def _in_case_style_of(matched: str, own_forms: Iterable[str], replacement: str) -> str:
-    """Write class name ``replacement`` the way the caption wrote the own class name ``matched``.
+def _singular_of_match(matched: str, own_name: str) -> str:
+    """A plural mention of ``own_name`` back in the singular, in the mention's own case ("Terriers" -> "Terrier",
+    "DAISIES" -> "DAISY")."""
+    last = _name_words(own_name)[-1]
+    plural = english_plural(last)
+    common = len(os.path.commonprefix([last.lower(), plural.lower()]))
+    tail = last[common:]
+    stem = matched[: len(matched) - (len(plural) - common)]
+    return stem + (tail.upper() if stem[-1:].isupper() else tail.lower())
 
-    * underscores are kept only if the match had them ("yorkshire_terrier" vs "yorkshire terrier");
-    * a match written exactly as the own class name is (its canonical spelling) → the replacement's canonical
-      spelling, so proper names such as "Cessna 172" or "A300B4" survive;
+
+def _in_style_of(matched: str, own_name: str, replacement: str, plural: bool = False) -> str:
+    """Write class name ``replacement`` the way the caption wrote its mention ``matched`` of ``own_name``.
+
+    * separators: underscores if the mention has them, hyphens if a multi-word mention is hyphenated, else
+      spaces ("yorkshire_terrier", "Yorkshire-Terrier", "yorkshire terrier");
+    * a mention written exactly as the own class name is (its canonical spelling, underscores or spaces) → the
+      replacement's canonical spelling, so proper names such as "Cessna 172" or "A300B4" survive;
     * all lower → lower; all upper (two letters or more) → UPPER;
     * Capitalised: every word capitalised (or a single word) → every word capitalised ("Wheaten Terrier");
-      only the first word → only the first letter ("Wheaten terrier").
+      only the first word → only the first letter ("Wheaten terrier");
+    * a plural mention gets the replacement's plural ("Yorkshire Terriers" → "Wheaten Terriers").
     """
-    text = replacement if "_" in matched else replacement.replace("_", " ")
-    if matched in own_forms:
-        return text
-    letters = [c for c in matched if c.isalpha()]
-    if not letters:
-        return text
-    if all(c.islower() for c in letters):
-        return text.lower()
-    if len(letters) > 1 and all(c.isupper() for c in letters):
-        return text.upper()
-    words = [w for w in re.split(r"[\s_]+", matched) if w]
-    if all(w[0].isupper() for w in words if w[0].isalpha()):
-        return _title(text)
-    return _upper_first(text)
+    singular = _singular_of_match(matched, own_name) if plural else matched
+    words = _name_words(replacement)
+    if "_" in singular:
+        text = "_".join(words) if "_" not in replacement else replacement
+    elif len(_name_words(own_name)) > 1 and re.search(r"\w-\w", singular) and "-" not in own_name:
+        text = "-".join(words)
+    else:
+        text = replacement.replace("_", " ")
+    canonical = {own_name, own_name.replace("_", " ")}
+    letters = [c for c in singular if c.isalpha()]
+    if singular in canonical or not letters:
+        pass
+    elif all(c.islower() for c in letters):
+        text = text.lower()
+    elif len(letters) > 1 and all(c.isupper() for c in letters):
+        text = text.upper()
+    elif all(w[0].isupper() for w in re.split(_SEPARATORS, singular) if w and w[0].isalpha()):
+        text = _title(text)
+    else:
+        text = _upper_first(text)
+    if plural:
+        head, sep, last = text.rpartition(" ") if " " in text else ("", "", text)
+        if not sep:
+            for separator in ("_", "-"):
+                if separator in text:
+                    head, sep, last = text.rpartition(separator)
+                    break
+        text = head + sep + english_plural(last)
+    return text
 
 
 def _lazy_shuffle(rng: random.Random, items: Sequence) -> Iterator:
@@ -165,22 +217,10 @@ class CategoryAwareNegatives:
         self.num_attribute = num_attribute
         self._rng = random.Random(seed)
 
-        self._own_forms = [set(_name_variants(name)) for name in self.classnames]
-        self._name_patterns = [
-            re.compile(
-                _WORD_BOUNDARY_BEFORE + "(?:" + "|".join(map(re.escape, _name_variants(name))) + ")"
-                + _WORD_BOUNDARY_AFTER,
-                re.IGNORECASE,
-            )
-            for name in self.classnames
-        ]
+        self._name_patterns = [_name_pattern(name) for name in self.classnames]
         self._prefix_patterns = [
-            re.compile(
-                r"^\s*this is an? (?:photo of (?:an? |the )?)?(?:"
-                + "|".join(map(re.escape, _name_variants(name)))
-                + r")\.",
-                re.IGNORECASE,
-            )
+            re.compile(r"^\s*this is an? (?:photo of (?:an? |the )?)?(?:" + _name_pattern(name).pattern + r")\.",
+                       re.IGNORECASE)
             for name in self.classnames
         ]
 
@@ -212,14 +252,15 @@ class CategoryAwareNegatives:
 
     def category_swap(self, caption: str, label: int, target: int) -> str:
         """The caption with class ``label`` renamed to class ``target`` (see the class docstring for the rules)."""
-        own_forms = self._own_forms[label]
+        own = self.classnames[label]
         replacement = self.classnames[target]
         pattern = self._name_patterns[label]
         if pattern.search(caption):
-            return pattern.sub(lambda m: _in_case_style_of(m.group(0), own_forms, replacement), caption)
+            return pattern.sub(lambda m: _in_style_of(m.group(0), own, replacement, m.group("plural") is not None
+                                                      if "plural" in pattern.groupindex else False), caption)
         prefix = _ANY_CLASS_PREFIX.match(caption)
         if prefix is not None:
-            name = _in_case_style_of(prefix.group("name"), own_forms, replacement)
+            name = _in_style_of(prefix.group("name"), own, replacement)
             return caption[: prefix.start("name")] + name + caption[prefix.end("name"):]
         return f"This is a photo of {replacement.replace('_', ' ')}. {caption}"
 

@@ -181,9 +181,9 @@ def test_ctrl_c_stops_running_jobs(workspace: Path):
     spec_path = workspace / "spec.json"
     spec_path.write_text(json.dumps(fake_spec(workspace, [1, 2], sleep=60.0)))
     runner = subprocess.Popen(
-        [sys.executable, str(ROOT / "tools" / "sweep.py"), str(spec_path),
-         "--gpus", "0,1", "--poll", "0.05", "--no-progress"],
+        [sys.executable, "-m", "tools.sweep", str(spec_path), "--gpus", "0,1", "--poll", "0.05", "--no-progress"],
         cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # as if started from the repository root
     )
     deadline = time.monotonic() + 20
     while len([e for e in read_events(workspace) if e["kind"] == "start"]) < 2:

@@ -1,8 +1,8 @@
 """Run a grid of training jobs on one machine's GPUs (one job per GPU at a time), or submit it to SLURM.
 
 Usage:
-    python tools/sweep.py tools/sweep_example.yaml --set data=/path/to/DATA [--gpus 0,1,3] [--dry-run]
-    python tools/sweep.py tools/sweep_example.yaml --set data=/path/to/DATA --slurm --partition gpu --timeout 240
+    python -m tools.sweep tools/sweep_example.yaml --set data=/path/to/DATA [--gpus 0,1,3] [--dry-run]
+    python -m tools.sweep tools/sweep_example.yaml --set data=/path/to/DATA --slurm --partition gpu --timeout 240
 
 The spec (YAML or JSON) is a mapping: every list is a grid axis, every scalar a constant, and the two
 templates ``command`` and ``output`` are filled with them (``{output}`` is available in ``command``).
@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Mapping, Sequence
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+if not __package__:  # started as a file: the imports below need the repository root, as `python -m` gives
+    print("error: run this tool from the repository root as a module: python -m tools.sweep ...", file=sys.stderr)
+    sys.exit(2)
 
 import yaml
 from tqdm import tqdm

@@ -31,7 +31,7 @@ SWEEP_LOG_FILE = "sweep.log"  # written by tools/sweep.py; holds the tracebacks 
 EVALUATION_DIR = "evaluation"
 
 SEED_DIR = re.compile(r"^seed(\d+)$")
-SHOTS_DIR = re.compile(r"^(?P<cfg>.+)_(?P<shots>-?\d+)shots$")
+SHOTS_DIR = re.compile(r"^(?P<cfg>.+)_(?P<shots>-?\d+|all)shots$")  # "all": the full training split (-1)
 # Dassl never overwrites a log: a second run in the same folder writes log.txt-YYYY-MM-DD-HH-MM-SS
 # (and trainers/engine/run_log.py adds -2, -3 ... for attempts started within the same second).
 _TIMESTAMPED_LOG = re.compile(r"^log\.txt-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}(-\d+)?$")
@@ -216,7 +216,8 @@ def parse_run_path(relative: PurePosixPath) -> PathInfo:
     if dataset == EVALUATION_DIR:  # evaluation/<TRAINER>/<cfg>_<shots>shots/<target dataset>/...
         dataset, rest = (rest[0], rest[1:]) if rest else (None, rest)
     variant = "/".join(rest) if rest else None
-    return PathInfo(group, seed, dataset, trainer, match.group("cfg"), int(match.group("shots")), variant)
+    shots = -1 if match.group("shots") == "all" else int(match.group("shots"))
+    return PathInfo(group, seed, dataset, trainer, match.group("cfg"), shots, variant)
 
 
 def parse_dassl_result_block(text: str) -> dict[str, float] | None:

@@ -36,7 +36,8 @@ from tools.results import (
     sort_metric_names,
 )
 
-_DESCRIPTIVE_COLUMNS = ("group", "task", "trainer", "dataset", "domain", "backbone", "cfg", "num_shots", "variant")
+_DESCRIPTIVE_COLUMNS = ("group", "task", "trainer", "dataset", "domain", "backbone", "architecture", "cfg", "num_shots",
+                        "variant")
 
 
 def metric_names(summaries: Sequence[GroupSummary]) -> list[str]:

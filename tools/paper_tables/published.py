@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -80,7 +80,10 @@ class PublishedTable:
     values: dict[PublishedKey, dict[str, float]]
     setting: PaperSetting = PaperSetting()
     source: str = ""  # the file's first comment line, for the table notes
-    methods: frozenset[str] = field(default=frozenset(), compare=False)
+
+    @property
+    def methods(self) -> frozenset[str]:
+        return frozenset(method for row in self.values.values() for method in row)
 
     def get(self, dataset: str, k: int, direction: str, method: str) -> float | None:
         return self.values.get((dataset, k, direction), {}).get(method)
@@ -114,8 +117,7 @@ def load_published_table(path: str | Path = DEFAULT_DCAR_PAPER_CSV) -> Published
     settings = [c.split(":", 1)[1] for c in comments if c.lower().startswith("setting:")]
     sources = [c for c in comments if not c.lower().startswith("setting:")]
     return PublishedTable(values, PaperSetting.parse(settings[0]) if settings else PaperSetting(),
-                          sources[0] if sources else str(path),
-                          frozenset(method for row in values.values() for method in row))
+                          sources[0] if sources else str(path))
 
 
 def check_setting(

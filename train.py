@@ -57,6 +57,9 @@ def reset_cfg(cfg, args) -> None:
         cfg.MODEL.BACKBONE.NAME = args.backbone
     if args.head:
         cfg.MODEL.HEAD.NAME = args.head
+    cfg.RUN.CONFIG_FILE = args.config_file
+    cfg.RUN.DATASET_CONFIG_FILE = args.dataset_config_file
+    cfg.RUN.OVERRIDES = [str(opt) for opt in args.opts or []]
 
 
 class UserError(Exception):
@@ -97,10 +100,11 @@ def main(args) -> None:
     except ImportError:
         raise UserError("Dassl is not installed. Run `make install` (or see README: Installing Dassl).")
     from dassl.engine import TRAINER_REGISTRY, build_trainer
-    from dassl.utils import collect_env_info, set_random_seed, setup_logger
+    from dassl.utils import collect_env_info, set_random_seed
 
     import datasets  # noqa: F401  (registers the datasets)
     import trainers  # noqa: F401  (registers the trainers)
+    from trainers.engine.run_log import setup_run_log
 
     cfg = setup_cfg(args)
     if cfg.TRAINER.NAME not in TRAINER_REGISTRY.registered_names():
@@ -109,7 +113,7 @@ def main(args) -> None:
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
-    setup_logger(cfg.OUTPUT_DIR)
+    setup_run_log(cfg.OUTPUT_DIR)  # Dassl's logger, one log per attempt, the newest at log_latest.txt
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
 

@@ -8,7 +8,7 @@ Layout under ``DATASET.ROOT`` ($DATA):
   ``fgvc_aircraft/variants.txt`` for aircraft; ``synthetic_fine/split_synthetic_fine.json``);
 - the caption files in ``$DATA/fdrd/`` (or DATASET.FDRD_CAPTION_DIR), flat or in train/ and test/
   subfolders; the accepted names are listed in ``datasets/fdrd_formats.py``. Fetch them with
-  ``python tools/download_fdrd.py``.
+  ``python -m tools.download_fdrd``.
 
 Splits: train = the train caption file (CoOp train + val images), test = the test caption file.
 FDRD publishes no validation split. ``DATASET.FDRD_VAL_PER_CLASS`` = n > 0 holds n pairs per class out of

@@ -58,7 +58,7 @@ CALTECH_RENAMES: dict[str, str] = {
 # FGVC-Aircraft variant names with a "/" cannot be part of a file key; upstream wrote "_" instead.
 AIRCRAFT_KEY_FIXES: dict[str, str] = {"F-16A_B": "F-16A/B", "F_A-18": "F/A-18"}
 
-DOWNLOAD_HINT = "python tools/download_fdrd.py --root <DATASET.ROOT>"
+DOWNLOAD_HINT = "python -m tools.download_fdrd --root <DATASET.ROOT>"
 PACKAGED_META_DIR = Path(__file__).resolve().parent / "fdrd_meta"
 
 

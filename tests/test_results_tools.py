@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import statistics
 from pathlib import Path, PurePosixPath
 
@@ -11,18 +12,16 @@ import pytest
 
 from tools import paper_tables, parse_results, plots
 from tools.paper_tables import (
-    FDRD_DATASETS,
     AmbiguousResultsError,
     Selection,
     build_dcar_table,
     build_dpt_table,
-    dataset_name,
-    load_dcar_paper_table,
-    method_name,
+    load_published_table,
     render_csv,
     render_latex,
     render_markdown,
 )
+from tools.paper_tables.names import FDRD_DATASETS, dataset_name, method_name
 from tools.results import (
     aggregate,
     check_seeds,
@@ -283,7 +282,7 @@ def test_dcar_table_renders_markdown_csv_and_latex_with_bold_best(dcar_tree: Pat
 
 
 def test_dcar_side_by_side_with_the_paper(dcar_tree: Path):
-    paper = load_dcar_paper_table()
+    paper = load_published_table()
     table = build_dcar_table(collect(dcar_tree)[0], methods=["DCAR"], paper=paper)
     assert [c.label for c in table.columns] == ["DCAR", "DCAR (paper)", "Δ DCAR"] * 2
     assert table.column_values("DCAR (paper)", "I2T")[("OxfordPets", "1")] == pytest.approx(52.88)
@@ -299,16 +298,16 @@ def test_dcar_side_by_side_with_the_paper(dcar_tree: Path):
 
 def test_dcar_all_nine_domains_reproduce_the_published_average(tmp_path: Path):
     """Feeding the paper's own per-domain numbers back in must give its AVG row (checked to ±0.005)."""
-    paper = load_dcar_paper_table()
+    paper = load_published_table()
     root = tmp_path / "output"
     for dataset in FDRD_DATASETS:
-        values = {d: tuple(paper[(dataset, k, d)]["DCAR"] for k in (1, 5, 10)) for d in ("i2t", "t2i")}
+        values = {d: tuple(paper.get(dataset, k, d, "DCAR") for k in (1, 5, 10)) for d in ("i2t", "t2i")}
         retrieval_run(root, "DCAR", dataset, 1, values["i2t"], values["t2i"])
     table = build_dcar_table(collect(root)[0], paper=paper)
     for direction in ("I2T", "T2I"):
         ours, published = table.column_values("DCAR", direction), table.column_values("DCAR (paper)", direction)
         for k in ("1", "5", "10"):
-            assert published[("AVG", k)] == paper[("AVG", int(k), direction.lower())]["DCAR"]
+            assert published[("AVG", k)] == paper.get("AVG", int(k), direction.lower(), "DCAR")
             assert ours[("AVG", k)] == pytest.approx(published[("AVG", k)], abs=0.0051)
     assert "plain mean over all 9 datasets" in " ".join(table.notes)
 
@@ -375,18 +374,140 @@ def test_paper_tables_cli_writes_each_format(fewshot_tree: Path, dcar_tree: Path
     assert paper_tables.main(["dcar", str(fewshot_tree)]) == 1  # no retrieval results there
 
 
+# ------------------------------------------------------------------------------------ paper guard
+
+
+def retag(run_dir: Path, **fields) -> None:
+    """Change what a synthetic run says it was (backbone, architecture, ...)."""
+    record = json.loads((run_dir / "results.json").read_text())
+    (run_dir / "results.json").write_text(json.dumps({**record, **fields}))
+
+
+@pytest.fixture()
+def tiny_tree(tmp_path: Path) -> Path:
+    """DCAR and CoOp on DTD with a tiny custom backbone and 2 shots: nothing the paper measured."""
+    root = tmp_path / "tiny_output"
+    for seed in (1, 2):
+        for trainer in ("DCAR", "CoOp"):
+            run = retrieval_run(root, trainer, "DTD", seed, (44.0 + seed, 74.0, 84.0), (30.0, 60.0, 70.0), shots=2)
+            retag(run, backbone="/weights/tiny_clip.pt", architecture="custom ViT (width 64, 2 layers, patch 8)")
+    return root
+
+
+def test_paper_numbers_are_refused_beside_runs_of_another_setting(tiny_tree: Path, capsys):
+    assert paper_tables.main(["dcar", str(tiny_tree), "--paper"]) == 2
+    error = capsys.readouterr().err
+    assert "measured with CLIP ViT-B/32, 16 shots or the full training split" in error
+    assert "DCAR on DTD (fdrd_dtd/DCAR/vit_b32_2shots): backbone custom ViT" in error and "2 shots" in error
+    assert "--paper-any-setting" in error
+    assert paper_tables.main(["dcar", str(tiny_tree)]) == 0  # our numbers alone are fine
+    assert "(paper)" not in capsys.readouterr().out
+    # the explicit override shows them, and the caption says the setting differs
+    assert paper_tables.main(["dcar", str(tiny_tree), "--paper", "--paper-any-setting"]) == 0
+    markdown = capsys.readouterr().out
+    title = markdown.splitlines()[0]
+    assert "NOT the paper's setting" in title and "DCAR (paper)" in markdown
+    assert "Shown beside the published numbers although the setting differs" in markdown
+
+
+def test_paper_setting_is_the_architecture_that_ran_and_the_shots(dcar_tree: Path, tmp_path: Path):
+    paper = load_published_table()
+    assert (paper.setting.backbone, paper.setting.shots) == ("ViT-B/32", (16, -1))
+    summaries = collect(dcar_tree)[0]
+    build_dcar_table(summaries, paper=paper)  # ViT-B/32, 16 shots (zero-shot CLIP: 0 shots, exempt)
+    # a checkpoint file given by path counts by what it loaded; the full training split is the paper's too
+    root = tmp_path / "by_path"
+    run = retrieval_run(root, "DCAR", "DTD", 1, (50.0, 80.0, 90.0), (40.0, 70.0, 80.0), shots=-1)
+    retag(run, backbone="/weights/ViT-B-32.pt", architecture="ViT-B/32")
+    build_dcar_table(collect(root)[0], paper=paper)
+    retag(run, architecture="ViT-B/16")
+    with pytest.raises(paper_tables.SettingMismatchError, match="backbone ViT-B/16"):
+        build_dcar_table(collect(root)[0], paper=paper)
+    # seeds of one group that ran differently are never called comparable
+    other = retrieval_run(root, "DCAR", "DTD", 2, (50.0, 80.0, 90.0), (40.0, 70.0, 80.0), shots=-1)
+    retag(run, architecture="ViT-B/32")
+    retag(other, backbone="/weights/ViT-B-32.pt", architecture="ViT-B/32", epochs=5)
+    retag(run, epochs=20)
+    with pytest.raises(paper_tables.SettingMismatchError, match="its seeds differ in epochs\n"):
+        build_dcar_table(collect(root)[0], paper=paper)
+
+
+def test_provenance_notes_say_what_ran(tmp_path: Path):
+    root = tmp_path / "output"
+    run = retrieval_run(root, "DCAR", "DTD", 1, (50.0, 80.0, 90.0), (40.0, 70.0, 80.0))
+    retag(run, architecture="ViT-B/32", epochs=20, shots_per_class={"min": 9, "max": 16},
+          config_file="configs/trainers/DCAR/vit_b32.yaml")
+    notes = " ".join(build_dcar_table(collect(root)[0]).notes)
+    assert ("DCAR: vit_b32_16shots (ViT-B/32, 16 shots (9–16 per class), 20 epochs, "
+            "configs/trainers/DCAR/vit_b32.yaml)") in notes
+
+
 # ------------------------------------------------------------------------------------------- plots
 
 
-def _assert_png(path: Path) -> None:
-    assert path.is_file() and path.stat().st_size > 1024
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def _assert_figure_files(paths: list[Path]) -> None:
+    """PNG, PDF and SVG of one figure side by side, each a real file of its format."""
+    assert [path.suffix for path in paths] == [".png", ".pdf", ".svg"] and len({p.stem for p in paths}) == 1
+    png, pdf, svg = (path.read_bytes() for path in paths)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1024
+    assert pdf[:5] == b"%PDF-" and pdf.rstrip().endswith(b"%%EOF") and len(re.findall(rb"/Type /Page\b(?!s)", pdf)) == 1
+    assert b"<svg" in svg[:1000] and svg.rstrip().endswith(b"</svg>")
 
 
-def test_fewshot_and_recall_plots_are_written(fewshot_tree: Path, dcar_tree: Path, tmp_path: Path):
-    fewshot = plots.plot_fewshot(collect(fewshot_tree)[0], tmp_path / "plots" / "fewshot.png")
-    _assert_png(fewshot)
-    recall = plots.plot_recall(collect(dcar_tree)[0], tmp_path / "plots" / "recall.png", paper=load_dcar_paper_table())
-    _assert_png(recall)
+def _panel_titles(figure) -> list[str]:
+    return [ax.get_title() for ax in figure.axes if ax.get_visible() and ax.get_title()]
+
+
+def test_fewshot_and_recall_plots_are_written_in_every_format(fewshot_tree: Path, dcar_tree: Path, tmp_path: Path):
+    _assert_figure_files(plots.plot_fewshot(collect(fewshot_tree)[0], tmp_path / "plots" / "fewshot.png"))
+    _assert_figure_files(plots.plot_recall(collect(dcar_tree)[0], tmp_path / "plots" / "recall.png",
+                                           paper=load_published_table()))
     assert plots.main(["recall", str(dcar_tree), "--out", str(tmp_path / "cli")]) == 0
-    _assert_png(tmp_path / "cli" / "recall_at_k.png")
+    _assert_figure_files([tmp_path / "cli" / f"recall_at_k.{fmt}" for fmt in ("png", "pdf", "svg")])
+    assert plots.main(["fewshot", str(fewshot_tree), "--out", str(tmp_path / "png"), "--formats", "png"]) == 0
+    assert [p.name for p in (tmp_path / "png").iterdir()] == ["fewshot_accuracy.png"]
+
+
+def test_plot_titles_carry_backbone_and_shots(fewshot_tree: Path, dcar_tree: Path):
+    fewshot = plots.fewshot_figure(collect(fewshot_tree)[0])
+    assert fewshot.get_suptitle() == "Few-shot classification: accuracy vs shots — CLIP ViT-B/16 · 1, 4, 16 shots"
+    assert _panel_titles(fewshot) == ["OxfordPets", "DTD", "Average over 2 datasets"]
+    recall = plots.recall_figure(collect(dcar_tree)[0], paper=load_published_table())
+    assert recall.get_suptitle() == "FDRD Recall@K — CLIP ViT-B/32 · 16 shots (dashed: published)"
+
+
+def test_recall_vs_shots_on_fdrd(tmp_path: Path):
+    root = tmp_path / "output"
+    for seed in (1, 2):
+        for shots, gain in ((1, 0.0), (4, 4.0), (16, 8.0)):
+            for dataset in ("OxfordPets", "DTD"):
+                retrieval_run(root, "DCAR", dataset, seed, (40 + gain, 70.0, 80.0), (30.0, 60.0, 70.0), shots=shots)
+        retrieval_run(root, "ZeroshotCLIP", "DTD", seed, (35.0, 65.0, 75.0), (25.0, 55.0, 65.0), shots=0)
+    figure = plots.fewshot_figure(collect(root)[0], metric="i2t/R@1")
+    assert figure.get_suptitle() == "FDRD retrieval: I2T R@1 vs shots — CLIP ViT-B/32 · 1, 4, 16 shots"
+    assert _panel_titles(figure) == ["OxfordPets", "DTD", "Average over 2 datasets"]
+    dtd = next(ax for ax in figure.axes if ax.get_title() == "DTD")
+    (curve,) = [container.lines[0] for container in dtd.containers if container.get_label() == "DCAR"]
+    assert list(curve.get_xdata()) == [1, 4, 16] and list(curve.get_ydata()) == [40.0, 44.0, 48.0]
+    zero_shot = next(line for line in dtd.get_lines() if line.get_label() == "CLIP")
+    assert list(zero_shot.get_ydata()) == [35.0, 35.0]  # the dashed zero-shot level
+    assert plots.main(["fewshot", str(root), "--out", str(tmp_path / "plots"), "--metric", "mean_recall"]) == 0
+    assert (tmp_path / "plots" / "fewshot_mean_recall.pdf").is_file()
+
+
+def test_one_domain_gets_no_duplicated_average_panels(tmp_path: Path):
+    root = tmp_path / "output"
+    for seed in (1, 2):
+        retrieval_run(root, "DCAR", "DTD", seed, (44.0 + seed, 74.0, 84.0), (30.0, 60.0, 70.0))
+    recall = plots.recall_figure(collect(root)[0])
+    assert _panel_titles(recall) == ["DTD I2T", "DTD T2I"]
+    fewshot = plots.fewshot_figure(collect(root)[0], metric="mean_recall")
+    assert _panel_titles(fewshot) == ["DTD"]
+
+
+def test_plots_refuse_the_paper_overlay_beside_another_setting(tiny_tree: Path, tmp_path: Path, capsys):
+    assert plots.main(["recall", str(tiny_tree), "--out", str(tmp_path / "p"), "--paper"]) == 2
+    assert "--paper-any-setting" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    figure = plots.recall_figure(collect(tiny_tree)[0], paper=load_published_table(), any_setting=True)
+    title = " ".join(figure.get_suptitle().split())  # wrapped to the figure's width
+    assert "NOT this setting, not comparable" in title and "custom ViT (width 64, 2 layers, patch 8) · 2 shots" in title

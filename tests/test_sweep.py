@@ -153,7 +153,7 @@ def test_dry_run_prints_commands_and_runs_nothing(workspace: Path, capsys):
     spec_path.write_text(json.dumps(fake_spec(workspace, [1, 2])))  # JSON is valid YAML
     assert sweep.main([str(spec_path), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "# 4 jobs, 0 already done (skipped)"
+    assert lines[0] == "# 4 jobs, 0 already done (skipped); executor: local"
     assert len(lines) == 5 and all("fake_train.py" in line for line in lines[1:])
     assert not (workspace / "output").exists() and not read_events(workspace)
 
@@ -181,9 +181,9 @@ def test_ctrl_c_stops_running_jobs(workspace: Path):
     spec_path = workspace / "spec.json"
     spec_path.write_text(json.dumps(fake_spec(workspace, [1, 2], sleep=60.0)))
     runner = subprocess.Popen(
-        [sys.executable, str(ROOT / "tools" / "sweep.py"), str(spec_path),
-         "--gpus", "0,1", "--poll", "0.05", "--no-progress"],
+        [sys.executable, "-m", "tools.sweep", str(spec_path), "--gpus", "0,1", "--poll", "0.05", "--no-progress"],
         cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # as if started from the repository root
     )
     deadline = time.monotonic() + 20
     while len([e for e in read_events(workspace) if e["kind"] == "start"]) < 2:
@@ -199,53 +199,86 @@ def test_ctrl_c_stops_running_jobs(workspace: Path):
     assert not any(_alive(pid) for pid in pids)
 
 
-# --------------------------------------------------------------------------------------------- SLURM
+# ------------------------------------------------------------------------------------ submitit executors
 
 
-def test_slurm_submission_through_submitit(workspace: Path, monkeypatch):
-    calls: dict = {"submitted": []}
+@pytest.fixture()
+def fake_slurm(tmp_path: Path, monkeypatch) -> Path:
+    """``sbatch`` and ``srun`` on PATH that accept a submission without a cluster; sbatch keeps a copy of it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f'#!/bin/bash\ncp "$1" {tmp_path / "submitted.sh"}\necho "Submitted batch job 4242"\n')
+    (bin_dir / "srun").write_text("#!/bin/bash\nexit 0\n")
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return tmp_path / "submitted.sh"
 
-    class FakeJob:
-        def __init__(self, number: int):
-            self.job_id = f"1234_{number}"
 
-    class FakeExecutor:
-        def __init__(self, folder: str, cluster: str | None = None):
-            calls["folder"], calls["cluster"] = folder, cluster
+def test_slurm_executor_submits_one_array_through_submitit(workspace: Path, fake_slurm: Path, capsys):
+    spec_path = workspace / "spec.json"
+    spec_path.write_text(json.dumps(fake_spec(workspace, [1, 2])))
+    assert sweep.main([str(spec_path), "--executor", "slurm", "--partition", "gpu", "--timeout", "30",
+                       "--slurm-folder", str(workspace / "slurm")]) == 0
+    assert "Submitted 4 job(s) to SLURM (0 already done): 4242_0 4242_1 4242_2 4242_3" in capsys.readouterr().out
+    sbatch = fake_slurm.read_text()
+    for line in ("#SBATCH --array=0-3%4", "#SBATCH --partition=gpu", "#SBATCH --time=30", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --job-name=sweep"):
+        assert line in sbatch
+    assert "-m submitit.core._submit" in sbatch
+    assert not read_events(workspace)  # submitted, not run here
 
-        def update_parameters(self, **parameters):
-            calls["parameters"] = parameters
 
-        def batch(self):
-            calls["batched"] = True
-            return open(os.devnull)  # any context manager
+def test_slurm_executor_without_slurm_fails_and_runs_nothing(workspace: Path, tmp_path: Path, monkeypatch, capsys):
+    empty = tmp_path / "empty_bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # no sbatch, no srun
+    spec_path = workspace / "spec.json"
+    spec_path.write_text(json.dumps(fake_spec(workspace, [1])))
+    for flags in (["--executor", "slurm"], ["--slurm"]):
+        assert sweep.main([str(spec_path), *flags, "--slurm-folder", str(workspace / "slurm")]) == 2
+        captured = capsys.readouterr()
+        assert "sbatch is not on PATH" in captured.err and "nothing was run" in captured.err
+        assert "Submitted" not in captured.out
+    assert not read_events(workspace) and not (workspace / "output").exists()
 
-        def submit(self, function):
-            calls["submitted"].append(function)
-            return FakeJob(len(calls["submitted"]) - 1)
 
-    class FakeCommandFunction:
-        def __init__(self, command, verbose=True, cwd=None, env=None):
-            self.command, self.cwd = command, cwd
-
-    fake = types.ModuleType("submitit")
-    fake.AutoExecutor = FakeExecutor
-    helpers = types.ModuleType("submitit.helpers")
-    helpers.CommandFunction = FakeCommandFunction
-    fake.helpers = helpers
-    monkeypatch.setitem(sys.modules, "submitit", fake)
-    monkeypatch.setitem(sys.modules, "submitit.helpers", helpers)
-
+def test_slurm_dry_run_prints_the_sbatch_file_and_commands(workspace: Path, tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a dry run needs no SLURM
+    spec_path = workspace / "spec.json"
+    spec_path.write_text(json.dumps(fake_spec(workspace, [1, 2])))
+    assert sweep.main([str(spec_path), "--executor", "slurm", "--dry-run", "--partition", "gpu", "--mem-gb", "32",
+                       "--array-parallelism", "2", "--slurm-folder", str(workspace / "slurm")]) == 0
+    printed = capsys.readouterr().out
+    for line in ("#SBATCH --array=0-3%2", "#SBATCH --partition=gpu", "#SBATCH --mem=32GB", "#SBATCH --time=240"):
+        assert line in printed
     jobs = expand_grid(fake_spec(workspace, [1, 2]))
-    ids = sweep.submit_slurm(jobs, workspace / "slurm", partition="gpu", timeout_min=30, gpus_per_node=1)
-    assert ids == ["1234_0", "1234_1", "1234_2", "1234_3"] and calls["batched"]
-    assert calls["parameters"] == {"name": "sweep", "timeout_min": 30, "gpus_per_node": 1, "slurm_partition": "gpu"}
-    first = calls["submitted"][0]
-    assert first.command[:2] == ["bash", "-c"] and jobs[0].command in first.command[2]
-    assert f">> {jobs[0].log_path} 2>&1" in first.command[2]
+    assert all(f"# task {i}: mkdir -p {job.output} && {{ {job.command} ; }}" in printed for i, job in enumerate(jobs))
+    assert not read_events(workspace) and not (workspace / "slurm").exists()
 
 
-def test_slurm_without_submitit_says_how_to_install(workspace: Path, monkeypatch):
+def test_debug_executor_runs_the_slurm_payloads_here(workspace: Path, capsys):
+    spec_path = workspace / "spec.json"
+    spec_path.write_text(json.dumps(fake_spec(workspace, [1, 2], sleep=0.0, fail_seed=2)))
+    assert sweep.main([str(spec_path), "--executor", "debug", "--slurm-folder", str(workspace / "slurm")]) == 1
+    printed = capsys.readouterr().out
+    assert "through submitit's DebugExecutor" in printed and "2 finished, 2 failed" in printed
+    ok_log = workspace / "output" / "A" / "seed1" / "sweep.log"
+    failed_log = workspace / "output" / "B" / "seed2" / "sweep.log"
+    assert "training seed 1 on '<unset>'" in ok_log.read_text()  # the job's stdout, through the payload's redirect
+    assert "CUDA out of memory (fake)" in failed_log.read_text() and f"log: {failed_log}" in printed
+    assert "exit code 3" in printed
+    assert (ok_log.parent / "results.json").is_file() and not (failed_log.parent / "results.json").exists()
+    starts = [e for e in read_events(workspace) if e["kind"] == "start"]
+    assert len(starts) == 4
+    # a second call skips what finished
+    assert sweep.main([str(spec_path), "--executor", "debug", "--slurm-folder", str(workspace / "slurm")]) == 1
+    assert "2 skipped" in capsys.readouterr().out
+
+
+def test_submitit_executors_without_submitit_say_how_to_install(workspace: Path, monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)  # makes `import submitit` raise ImportError
-    with pytest.raises(RuntimeError, match="pip install submitit"):
+    with pytest.raises(sweep.ExecutorUnavailable, match="pip install submitit"):
         sweep.submit_slurm(expand_grid(fake_spec(workspace, [1])), workspace / "slurm")
+    with pytest.raises(sweep.ExecutorUnavailable, match="pip install submitit"):
+        sweep.run_debug(expand_grid(fake_spec(workspace, [1])), workspace / "slurm")

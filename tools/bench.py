@@ -46,7 +46,6 @@ def bench_one(trainer_name: str, args: argparse.Namespace) -> dict:
     """Runs inside a fresh process (see :func:`main`)."""
     import torch
 
-    sys.path.insert(0, str(ROOT))
     import datasets  # noqa: F401
     import trainers  # noqa: F401
     from dassl.engine import build_trainer

@@ -1,6 +1,6 @@
 """Download the published FDRD caption files (and optionally CoOp's split files) into ``$DATA``.
 
-    python tools/download_fdrd.py --root $DATA [--domains pets dtd ...] [--splits] [--timeout 30]
+    python -m tools.download_fdrd --root $DATA [--domains pets dtd ...] [--splits] [--timeout 30]
 
 The DCAR authors' repository (github.com/wyf202322/DCAR) published ten caption files, several of them
 later deleted from its HEAD; each is fetched from the commit that holds it and checked against its git
@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if not __package__:  # started as a file: the imports below need the repository root, as `python -m` gives
+    print("error: run this tool from the repository root as a module: python -m tools.download_fdrd ...", file=sys.stderr)
+    sys.exit(2)
 
-from datasets.atomic_io import atomic_write  # noqa: E402
+from datasets.atomic_io import atomic_write
 
 REPOSITORY = "wyf202322/DCAR"
 RAW_URL = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"

@@ -1,7 +1,7 @@
 """Print every configuration under an output root as mean ± std over seeds (CoOp's parse_test_res.py, for all runs).
 
 Usage:
-    python tools/parse_results.py output/ [--csv results.csv] [--expect-seeds 1 2 3] [--ci95]
+    python -m tools.parse_results output/ [--csv results.csv] [--expect-seeds 1 2 3] [--ci95]
 
 One table per task (classification: accuracy, macro F1; retrieval: I2T/T2I Recall@K and mean recall), then
 warnings for groups missing seeds and the list of failed runs with their logs, so that a half-finished sweep
@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+if not __package__:  # started as a file: the imports below need the repository root, as `python -m` gives
+    print("error: run this tool from the repository root as a module: python -m tools.parse_results ...", file=sys.stderr)
+    sys.exit(2)
 
 from tabulate import tabulate
 
@@ -34,7 +36,8 @@ from tools.results import (
     sort_metric_names,
 )
 
-_DESCRIPTIVE_COLUMNS = ("group", "task", "trainer", "dataset", "domain", "backbone", "cfg", "num_shots", "variant")
+_DESCRIPTIVE_COLUMNS = ("group", "task", "trainer", "dataset", "domain", "backbone", "architecture", "cfg", "num_shots",
+                        "variant")
 
 
 def metric_names(summaries: Sequence[GroupSummary]) -> list[str]:

@@ -31,16 +31,27 @@ SWEEP_LOG_FILE = "sweep.log"  # written by tools/sweep.py; holds the tracebacks 
 EVALUATION_DIR = "evaluation"
 
 SEED_DIR = re.compile(r"^seed(\d+)$")
-SHOTS_DIR = re.compile(r"^(?P<cfg>.+)_(?P<shots>-?\d+)shots$")
-# Dassl never overwrites a log: a second run in the same folder writes log.txt-YYYY-MM-DD-HH-MM-SS.
-_TIMESTAMPED_LOG = re.compile(r"^log\.txt-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}$")
+SHOTS_DIR = re.compile(r"^(?P<cfg>.+)_(?P<shots>-?\d+|all)shots$")  # "all": the full training split (-1)
+# Dassl never overwrites a log: a second run in the same folder writes log.txt-YYYY-MM-DD-HH-MM-SS
+# (and trainers/engine/run_log.py adds -2, -3 ... for attempts started within the same second).
+_TIMESTAMPED_LOG = re.compile(r"^log\.txt-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}(-\d+)?$")
 _DASSL_RESULT_HEADER = "=> result"
 _DASSL_RESULT_LINE = re.compile(r"^\* (?P<key>[A-Za-z_][\w ]*): (?P<value>-?[\d,]*\.?\d+)%?$")
 # Lines of the Dassl block that are counts or redundant with accuracy, not metrics to average.
 _DASSL_NON_METRICS = frozenset({"total", "correct", "error"})
 
-# Fields of results.json that describe the run rather than measure it.
-METADATA_KEYS = frozenset({"task", "trainer", "dataset", "domain", "backbone", "num_shots", "seed"})
+# Fields of results.json that describe the run rather than measure it (written by the trainers' write_results).
+METADATA_KEYS = frozenset({
+    "task", "trainer", "dataset", "domain", "seed",
+    "backbone",         # MODEL.BACKBONE.NAME as given: an OpenAI name or a checkpoint path
+    "architecture",     # what that loaded: "ViT-B/32", or a description of a custom CLIP
+    "num_shots",        # DATASET.NUM_SHOTS as asked (-1: all, 0: no training data)
+    "shots_per_class",  # {"min", "max"}: the training items per class that ran (a class may have fewer)
+    "epochs",           # epochs of training behind the evaluated weights (0: none)
+    "max_epoch",        # OPTIM.MAX_EPOCH of the run's config
+    "config_file", "dataset_config_file", "overrides",  # the recipe and what the command line changed
+    "epoch",            # older results.json files: the same as epochs
+})
 
 STD_NOTE = (
     "mean ± std over seeds; std is the population std (ddof=0, numpy's default, as in CoOp's parse_test_res.py)"
@@ -61,6 +72,36 @@ class PathInfo:
 
 
 @dataclass(frozen=True)
+class RunSetting:
+    """What a run was: the fields of results.json that decide whether two numbers may be compared.
+
+    Every field is None when unknown (runs that predate these fields, or Dassl logs without results.json).
+    """
+
+    architecture: str | None = None
+    epochs: int | None = None
+    shots_per_class: tuple[int, int] | None = None  # (min, max) training items per class
+    config_file: str | None = None
+    overrides: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> "RunSetting":
+        shots = record.get("shots_per_class")
+        shots_range = None
+        if isinstance(shots, Mapping) and _is_number(shots.get("min")) and _is_number(shots.get("max")):
+            shots_range = (int(shots["min"]), int(shots["max"]))
+        overrides = record.get("overrides")
+        epochs = record.get("epochs", record.get("epoch"))
+        return cls(
+            architecture=record.get("architecture") or None,
+            epochs=_optional_int(epochs),
+            shots_per_class=shots_range,
+            config_file=record.get("config_file") or None,
+            overrides=tuple(str(item) for item in overrides) if isinstance(overrides, list) else None,
+        )
+
+
+@dataclass(frozen=True)
 class RunResult:
     """One finished run (one seed). ``metrics`` maps flat metric names (``accuracy``, ``i2t/R@1``) to values."""
 
@@ -77,6 +118,7 @@ class RunResult:
     variant: str | None
     metrics: dict[str, float]
     source: str  # the file the metrics were read from
+    setting: RunSetting
 
 
 @dataclass(frozen=True)
@@ -125,10 +167,18 @@ class GroupSummary:
     variant: str | None
     seeds: tuple[int | None, ...]
     metrics: dict[str, MetricStats]
+    setting: RunSetting = RunSetting()
+    #: names of the fields (backbone, epochs, ...) in which the group's seeds differ: such a group
+    #: mixes runs that should not be averaged (e.g. a re-run with other overrides into the same folder)
+    mixed: tuple[str, ...] = ()
 
     @property
     def n_seeds(self) -> int:
         return len(self.seeds)
+
+    @property
+    def architecture(self) -> str | None:
+        return self.setting.architecture
 
 
 @dataclass(frozen=True)
@@ -166,7 +216,8 @@ def parse_run_path(relative: PurePosixPath) -> PathInfo:
     if dataset == EVALUATION_DIR:  # evaluation/<TRAINER>/<cfg>_<shots>shots/<target dataset>/...
         dataset, rest = (rest[0], rest[1:]) if rest else (None, rest)
     variant = "/".join(rest) if rest else None
-    return PathInfo(group, seed, dataset, trainer, match.group("cfg"), int(match.group("shots")), variant)
+    shots = -1 if match.group("shots") == "all" else int(match.group("shots"))
+    return PathInfo(group, seed, dataset, trainer, match.group("cfg"), shots, variant)
 
 
 def parse_dassl_result_block(text: str) -> dict[str, float] | None:
@@ -290,6 +341,7 @@ def _run_from_record(
         variant=info.variant,
         metrics=flatten_metrics(record),
         source=source,
+        setting=RunSetting.from_record(record),
     )
 
 
@@ -338,6 +390,12 @@ def aggregate(runs: Iterable[RunResult]) -> list[GroupSummary]:
         for name in metric_names:
             having = [run for run in members if name in run.metrics]
             metrics[name] = metric_stats([run.metrics[name] for run in having], [run.seed for run in having])
+        mixed = tuple(name for name, values in (
+            ("backbone", {run.backbone for run in members}),
+            ("num_shots", {run.num_shots for run in members}),
+            *((field_name, {getattr(run.setting, field_name) for run in members})
+              for field_name in ("architecture", "epochs", "shots_per_class", "config_file", "overrides")),
+        ) if len(values) > 1)
         summaries.append(
             GroupSummary(
                 group=group,
@@ -351,6 +409,8 @@ def aggregate(runs: Iterable[RunResult]) -> list[GroupSummary]:
                 variant=first.variant,
                 seeds=tuple(run.seed for run in members),
                 metrics=metrics,
+                setting=first.setting,
+                mixed=mixed,
             )
         )
     return summaries

@@ -1,8 +1,15 @@
 """Run a grid of training jobs on one machine's GPUs (one job per GPU at a time), or submit it to SLURM.
 
 Usage:
-    python tools/sweep.py tools/sweep_example.yaml --set data=/path/to/DATA [--gpus 0,1,3] [--dry-run]
-    python tools/sweep.py tools/sweep_example.yaml --set data=/path/to/DATA --slurm --partition gpu --timeout 240
+    python -m tools.sweep tools/sweep_example.yaml --set data=/path/to/DATA [--gpus 0,1,3] [--dry-run]
+    python -m tools.sweep tools/sweep_example.yaml --set data=/path/to/DATA --executor slurm --partition gpu \
+        [--timeout 240] [--dry-run]
+    python -m tools.sweep tools/sweep_example.yaml --set data=/path/to/DATA --executor debug
+
+Executors: ``local`` (default) runs the grid on this machine, one job per GPU; ``slurm`` submits it as one
+array through submitit's SlurmExecutor and fails with a message where there is no SLURM (it never runs the
+jobs here instead); ``debug`` runs the very payloads a SLURM task would run through submitit's
+DebugExecutor, here, one after another. ``--dry-run`` prints the commands, and for slurm the sbatch file.
 
 The spec (YAML or JSON) is a mapping: every list is a grid axis, every scalar a constant, and the two
 templates ``command`` and ``output`` are filled with them (``{output}`` is available in ``command``).
@@ -20,6 +27,7 @@ import argparse
 import itertools
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,8 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Mapping, Sequence
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+if not __package__:  # started as a file: the imports below need the repository root, as `python -m` gives
+    print("error: run this tool from the repository root as a module: python -m tools.sweep ...", file=sys.stderr)
+    sys.exit(2)
 
 import yaml
 from tqdm import tqdm
@@ -295,43 +305,49 @@ def summarise(report: SweepReport) -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------------------------- SLURM
+# ------------------------------------------------------------------------------------- submitit executors
+
+EXECUTORS = ("local", "slurm", "debug")
 
 
-def submit_slurm(
-    jobs: Sequence[Job],
-    folder: Path,
-    partition: str | None = None,
-    timeout_min: int = 240,
-    gpus_per_node: int = 1,
-    cpus_per_task: int | None = None,
-    mem_gb: int | None = None,
-    array_parallelism: int | None = None,
-    cluster: str | None = None,
-) -> list[str]:
-    """Submit every job that is not done as one SLURM array through submitit; return the job ids.
+class ExecutorUnavailable(RuntimeError):
+    """The chosen executor cannot run here (no submitit, no SLURM); the message says what to do instead."""
 
-    Each task runs the same shell command as locally, from the current directory, logging to sweep.log.
-    ``cluster`` is passed to submitit's AutoExecutor ("local" or "debug" run without SLURM).
-    """
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """sbatch parameters, by SLURM's names (submitit's SlurmExecutor takes them as they are)."""
+
+    partition: str | None = None
+    timeout_min: int = 240
+    gpus_per_node: int = 1
+    cpus_per_task: int | None = None
+    mem_gb: int | None = None
+    array_parallelism: int | None = None
+
+    def parameters(self) -> dict[str, Any]:
+        values = {"job_name": "sweep", "time": self.timeout_min, "gpus_per_node": self.gpus_per_node,
+                  "partition": self.partition, "cpus_per_task": self.cpus_per_task,
+                  "mem": f"{self.mem_gb}GB" if self.mem_gb is not None else None,
+                  "array_parallelism": self.array_parallelism}
+        return {key: value for key, value in values.items() if value is not None}
+
+
+def _submitit():
     try:
         import submitit
         from submitit.helpers import CommandFunction
     except ImportError as error:
-        raise RuntimeError("--slurm needs the submitit package: pip install submitit") from error
-    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
-    parameters: dict[str, Any] = {"name": "sweep", "timeout_min": timeout_min, "gpus_per_node": gpus_per_node}
-    optional = {"cpus_per_task": cpus_per_task, "mem_gb": mem_gb, "slurm_partition": partition,
-                "slurm_array_parallelism": array_parallelism}
-    parameters.update({key: value for key, value in optional.items() if value is not None})
-    executor.update_parameters(**parameters)
+        raise ExecutorUnavailable("the slurm and debug executors need the submitit package: pip install submitit"
+                                  ) from error
+    return submitit, CommandFunction
+
+
+def _payloads(jobs: Sequence[Job]) -> list:
+    """One callable per job: the same shell command as locally, from this directory, logging to sweep.log."""
+    _, command_function = _submitit()
     cwd = os.getcwd()
-    with executor.batch():
-        submitted = [
-            executor.submit(CommandFunction(["bash", "-c", _logged_shell_command(job)], verbose=False, cwd=cwd))
-            for job in jobs
-        ]
-    return [str(job.job_id) for job in submitted]
+    return [command_function(["bash", "-c", _logged_shell_command(job)], verbose=False, cwd=cwd) for job in jobs]
 
 
 def _logged_shell_command(job: Job) -> str:
@@ -339,28 +355,96 @@ def _logged_shell_command(job: Job) -> str:
     return f"mkdir -p {output} && {{ {job.command} ; }} >> {log} 2>&1"
 
 
+def submit_slurm(jobs: Sequence[Job], folder: Path, options: SlurmOptions = SlurmOptions()) -> list[str]:
+    """Submit the jobs to SLURM as one array through submitit's SlurmExecutor; return the job ids.
+
+    Never falls back to running here: without ``sbatch`` (or submitit's ``srun`` check) it raises
+    ExecutorUnavailable and nothing is submitted.
+    """
+    submitit, _ = _submitit()
+    if shutil.which("sbatch") is None:
+        raise ExecutorUnavailable(
+            "--executor slurm: sbatch is not on PATH, so this machine cannot submit to SLURM and nothing was run. "
+            "Run the sweep on the cluster's login node, use --executor local for this machine's GPUs, or add "
+            "--dry-run to see the sbatch parameters and commands.")
+    try:
+        executor = submitit.SlurmExecutor(folder=str(folder))
+    except RuntimeError as error:  # submitit's own check (srun)
+        raise ExecutorUnavailable(f"--executor slurm: {error}; nothing was submitted.") from error
+    executor.update_parameters(**options.parameters())
+    payloads = _payloads(jobs)
+    with executor.batch():
+        submitted = [executor.submit(payload) for payload in payloads]
+    return [str(job.job_id) for job in submitted]
+
+
+def sbatch_preview(jobs: Sequence[Job], folder: Path, options: SlurmOptions = SlurmOptions()) -> str:
+    """The sbatch file submitit would write for these jobs (one array), and each task's command."""
+    from submitit.slurm.slurm import _make_sbatch_string  # the text SlurmExecutor submits
+
+    _submitit()
+    runner = f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {shlex.quote(str(folder))}"
+    parameters = options.parameters()
+    if len(jobs) > 1:
+        parameters["map_count"] = len(jobs)
+    text = _make_sbatch_string(command=runner, folder=str(folder), **parameters)
+    tasks = [f"# task {i}: {_logged_shell_command(job)}" for i, job in enumerate(jobs)]
+    return text.rstrip() + "\n\n# each array task runs one command (from this directory):\n" + "\n".join(tasks)
+
+
+def run_debug(jobs: Sequence[Job], folder: Path) -> SweepReport:
+    """Run the jobs through submitit's DebugExecutor: the same payloads as on SLURM, here, one after another."""
+    submitit, _ = _submitit()
+    report = SweepReport(skipped=[job for job in jobs if job.is_done()])
+    todo = [job for job in jobs if not job.is_done()]
+    executor = submitit.DebugExecutor(folder=str(folder))
+    with executor.batch():
+        submitted = [executor.submit(payload) for payload in _payloads(todo)]
+    report.max_running = 1 if todo else 0
+    for job, handle in zip(todo, submitted):
+        started = time.monotonic()
+        error = handle.exception()  # runs it; unlike result(), never opens a debugger on failure
+        seconds = time.monotonic() - started
+        if error is None:
+            outcome = JobOutcome(job, "debug", 0, seconds, _failure_reason(job, 0))
+        else:  # CommandFunction raises FailedJobError from the CalledProcessError that has the exit code
+            returncode = getattr(error.__cause__, "returncode", None)
+            reason = f"exit code {returncode}" if returncode is not None else f"failed: {error}"
+            outcome = JobOutcome(job, "debug", returncode, seconds, reason)
+        (report.completed if outcome.ok else report.failed).append(outcome)
+    return report
+
+
 # ------------------------------------------------------------------------------------------------- CLI
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m tools.sweep", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", type=Path, help="YAML or JSON sweep spec")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override or add a spec key (YAML value: --set data=/data --set 'seed=[1]')")
-    parser.add_argument("--gpus", help="comma-separated GPU ids (default: CUDA_VISIBLE_DEVICES, "
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="local: this machine's GPUs, one job per GPU (default); slurm: submit an array with "
+                             "submitit (fails where there is no SLURM); debug: submitit's DebugExecutor, the SLURM "
+                             "payloads run here one after another")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the commands (and, for slurm, the sbatch parameters) and exit")
+    parser.add_argument("--gpus", help="local: comma-separated GPU ids (default: CUDA_VISIBLE_DEVICES, "
                                        "else all that torch sees; '' = CPU only)")
-    parser.add_argument("--dry-run", action="store_true", help="print the commands and exit")
-    parser.add_argument("--poll", type=float, default=0.5, help="seconds between checks of the running jobs")
+    parser.add_argument("--poll", type=float, default=0.5, help="local: seconds between checks of the running jobs")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar (e.g. in CI logs)")
     slurm = parser.add_argument_group("SLURM (through submitit)")
-    slurm.add_argument("--slurm", action="store_true", help="submit the grid to SLURM instead of running it here")
+    slurm.add_argument("--slurm", dest="executor", action="store_const", const="slurm",
+                       help="the same as --executor slurm")
     slurm.add_argument("--partition")
     slurm.add_argument("--timeout", type=int, default=240, help="minutes per job")
     slurm.add_argument("--gpus-per-node", type=int, default=1)
     slurm.add_argument("--cpus-per-task", type=int)
     slurm.add_argument("--mem-gb", type=int)
     slurm.add_argument("--array-parallelism", type=int, help="most array tasks running at once")
-    slurm.add_argument("--slurm-folder", type=Path, default=Path("output/slurm"), help="submitit's logs and pickles")
+    slurm.add_argument("--slurm-folder", type=Path, default=Path("output/slurm"),
+                       help="submitit's logs and pickles (slurm and debug executors)")
     return parser
 
 
@@ -376,20 +460,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     todo = [job for job in jobs if not job.is_done()]
-    if args.dry_run:
-        print(f"# {len(jobs)} jobs, {len(jobs) - len(todo)} already done (skipped)")
-        for job in jobs:
-            print(f"# done: {job.output}" if job.is_done() else job.command)
-        return 0
-    if args.slurm:
-        try:
-            ids = submit_slurm(todo, args.slurm_folder, args.partition, args.timeout, args.gpus_per_node,
-                               args.cpus_per_task, args.mem_gb, args.array_parallelism)
-        except RuntimeError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        print(f"Submitted {len(ids)} job(s) ({len(jobs) - len(todo)} already done): {' '.join(ids)}")
-        return 0
+    options = SlurmOptions(args.partition, args.timeout, args.gpus_per_node, args.cpus_per_task, args.mem_gb,
+                           args.array_parallelism)
+    try:
+        if args.dry_run:
+            print(f"# {len(jobs)} jobs, {len(jobs) - len(todo)} already done (skipped); executor: {args.executor}")
+            if args.executor == "slurm":
+                print(sbatch_preview(todo, args.slurm_folder, options) if todo else "# nothing to submit")
+            else:
+                for job in jobs:
+                    print(f"# done: {job.output}" if job.is_done() else job.command)
+            return 0
+        if args.executor == "slurm":
+            ids = submit_slurm(todo, args.slurm_folder, options) if todo else []
+            print(f"Submitted {len(ids)} job(s) to SLURM ({len(jobs) - len(todo)} already done): {' '.join(ids)}\n"
+                  f"submitit logs in {args.slurm_folder}; each job's output in <output>/{SWEEP_LOG_FILE}")
+            return 0
+        if args.executor == "debug":
+            print(f"{len(todo)} of {len(jobs)} jobs to run through submitit's DebugExecutor, one after another")
+            report = run_debug(jobs, args.slurm_folder)
+            print(summarise(report))
+            return 1 if report.failed else 0
+    except ExecutorUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     devices = detect_devices(args.gpus)
     print(f"{len(todo)} of {len(jobs)} jobs to run on " + (f"GPU(s) {','.join(devices)}" if devices else "the CPU"))
     signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +26,25 @@ from dassl.utils import count_num_param
 from torch import nn
 from tqdm import tqdm
 
+from ..backbone.architecture import describe_architecture
 from ..backbone.loading import load_clip
 from ..backbone.precision import cast_clip_weights, check_precision_name, resolve_precision
 from ..backbone.prompted_clip import PromptedCLIP
 from ..losses import symmetric_info_nce
 from .errors import ConfigError
+from .evaluators import RETRIEVAL_EVALUATOR
 from .feature_cache import ImageFeatureCache, cache_key
 from .official_checkpoints import OfficialLayout
 from .checkpoint import (CheckpointError, atomic_write_text, latest_checkpoint, load_checkpoint,
                          restore_rng_state, rng_state, save_checkpoint)
+from .progress import EpochProgress
 from .schedulers import build_lr_scheduler
 
 RESULTS_FILE = "results.json"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class CLIPTrainer(TrainerX):
@@ -56,6 +64,9 @@ class CLIPTrainer(TrainerX):
     OFFICIAL_CHECKPOINT: OfficialLayout | None = None
 
     model: PromptedCLIP
+    #: epochs of training behind the current weights: set after each epoch and by load_model
+    weights_epoch: int = 0
+    _progress: EpochProgress | None = None
 
     # ---- hooks -----------------------------------------------------------------------------------
     @property
@@ -110,6 +121,16 @@ class CLIPTrainer(TrainerX):
         if not self.is_retrieval and not self.SUPPORTS_CLASSIFICATION:
             raise ConfigError(f"Trainer {name} needs a caption dataset (e.g. configs/datasets/fdrd_pets.yaml); "
                              f"{self.cfg.DATASET.NAME} has none.")
+        if self.is_retrieval and self.cfg.TEST.EVALUATOR != RETRIEVAL_EVALUATOR:
+            # Dassl builds cfg.TEST.EVALUATOR right after the model: caption datasets are scored by Recall@K
+            print(f"{self.cfg.DATASET.NAME} is a caption dataset: evaluated by Recall@K "
+                  f"(TEST.EVALUATOR {RETRIEVAL_EVALUATOR}, not {self.cfg.TEST.EVALUATOR})")
+            self.cfg.defrost()
+            self.cfg.TEST.EVALUATOR = RETRIEVAL_EVALUATOR
+            self.cfg.freeze()
+        elif not self.is_retrieval and self.cfg.TEST.EVALUATOR == RETRIEVAL_EVALUATOR:
+            raise ConfigError(f"TEST.EVALUATOR {RETRIEVAL_EVALUATOR} needs a caption dataset; "
+                              f"{self.cfg.DATASET.NAME} is a classification dataset (use Classification).")
 
     def build_model(self) -> None:
         cfg = self.cfg
@@ -159,12 +180,24 @@ class CLIPTrainer(TrainerX):
         return batch["img"].to(self.device), tokens.to(self.device), batch["label"].to(self.device)
 
     def forward_backward(self, batch: dict) -> dict[str, float]:
+        if self._progress is None:
+            self._progress = EpochProgress()
+        self._progress.start_batch()
         with self.precision.autocast():
             loss, summary = self.compute_loss(batch)
         self.backward_and_update(loss)
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
+            self.weights_epoch = self.epoch + 1
+        line = self._progress.end_batch(self.epoch, self.num_batches, self.max_epoch, summary)
+        if line:
+            print(line)
         return summary
+
+    def after_epoch(self) -> None:
+        super().after_epoch()  # Dassl: validation, checkpoints
+        if self._progress is not None:
+            print(self._progress.end_epoch(self.epoch, self.max_epoch))
 
     def backward_and_update(self, loss: torch.Tensor, names=None) -> None:
         self.detect_anomaly(loss)
@@ -196,12 +229,32 @@ class CLIPTrainer(TrainerX):
             split = "test"
         with self.precision.autocast():
             results = self.test_retrieval(split) if self.is_retrieval else self.test_classification(split)
-        for key, value in results.items():
-            if isinstance(value, (int, float)):
-                self.write_scalar(f"{split}/{key}", value, self.epoch)
+        self.write_metric_scalars(split, results)
         if split == self.cfg.TEST.SPLIT:
             self.write_results({"split": split, **results})
         return results["mean_recall"] if self.is_retrieval else results["accuracy"]
+
+    def write_metric_scalars(self, split: str, results: dict[str, Any]) -> None:
+        """Every reported metric to TensorBoard, per direction (``test/i2t/R@1``); counts are not metrics.
+
+        Evaluation-only runs (zero-shot, --eval-only) get a writer of their own in <output>/tensorboard.
+        """
+        scalars = {}
+        for key, value in results.items():
+            if key.startswith("num_") or key.endswith("_coverage"):
+                continue
+            if isinstance(value, dict):
+                scalars.update({f"{split}/{key}/{inner}": v for inner, v in value.items() if _is_number(v)})
+            elif _is_number(value):
+                scalars[f"{split}/{key}"] = value
+        opened_here = self._writer is None
+        if opened_here:
+            self.init_writer(str(Path(self.output_dir) / "tensorboard"))
+        for tag, value in scalars.items():
+            self.write_scalar(tag, value, self.weights_epoch)
+        if opened_here:
+            self.close_writer()
+            self._writer = None
 
     def test_classification(self, split: str) -> dict[str, Any]:
         self.evaluator.reset()
@@ -250,19 +303,17 @@ class CLIPTrainer(TrainerX):
         return self.encode_captions(tokens)
 
     def test_retrieval(self, split: str) -> dict[str, Any]:
-        from ..retrieval_metrics import hard_negative_recall, recall_at_k
+        from ..retrieval_metrics import hard_negative_recall
 
         print(f"Evaluate image-text retrieval on the *{split}* set")
         items = self.split_items(split)
         image_features = self.encode_test_images(self.val_loader if split == "val" else self.test_loader)
         text_features = self.encode_test_captions(self.caption_tokens[split])
-        ks = tuple(self.cfg.TEST.RETRIEVAL_KS)
-        recall = recall_at_k(image_features, text_features, ks=ks, chunk_size=self.cfg.TEST.RETRIEVAL_CHUNK)
+        self.evaluator.reset()
+        self.evaluator.process(image_features, text_features)
         results: dict[str, Any] = {
             "task": "retrieval",
-            "i2t": {f"R@{k}": float(recall["i2t"][k]) for k in ks},
-            "t2i": {f"R@{k}": float(recall["t2i"][k]) for k in ks},
-            "mean_recall": float(recall["mean_recall"]),
+            **self.evaluator.evaluate(),
             "num_images": len(items),
             "num_captions": len(items),
         }
@@ -286,16 +337,31 @@ class CLIPTrainer(TrainerX):
         print("\n".join(lines))
         return results
 
+    def trained_epochs(self) -> int:
+        """Epochs of training behind the weights being evaluated (0 without learnable parts)."""
+        if not self._models:
+            return 0
+        return max(self.weights_epoch, self.start_epoch)  # start_epoch: a finished run resumed at its end
+
     def write_results(self, results: dict[str, Any]) -> None:
+        """results.json: the metrics and what ran (the fields tools/results.py reads as METADATA_KEYS)."""
         cfg = self.cfg
-        meta = {
+        meta: dict[str, Any] = {
             "trainer": cfg.TRAINER.NAME,
             "dataset": cfg.DATASET.NAME,
             "backbone": cfg.MODEL.BACKBONE.NAME,
+            "architecture": describe_architecture(self.model.clip),
             "num_shots": cfg.DATASET.NUM_SHOTS,
             "seed": cfg.SEED,
-            "epoch": self.epoch + 1 if self._models else 0,
+            "epochs": self.trained_epochs(),
+            "max_epoch": cfg.OPTIM.MAX_EPOCH,
+            "config_file": cfg.RUN.CONFIG_FILE,
+            "dataset_config_file": cfg.RUN.DATASET_CONFIG_FILE,
+            "overrides": list(cfg.RUN.OVERRIDES),
         }
+        if self._models:  # what the learnable parts were trained on (NUM_SHOTS caps at a class's size)
+            per_class = Counter(item.label for item in self.dm.dataset.train_x).values()
+            meta["shots_per_class"] = {"min": min(per_class), "max": max(per_class)} if per_class else None
         if getattr(cfg.DATASET, "FDRD_DOMAIN", ""):
             meta["domain"] = cfg.DATASET.FDRD_DOMAIN
         path = Path(self.output_dir) / RESULTS_FILE
@@ -363,6 +429,7 @@ class CLIPTrainer(TrainerX):
                 raise CheckpointError(f"{path} does not fit {name}: missing {missing[:5]}, unexpected "
                                       f"{unexpected[:5]}. Was it trained with the same config (N_CTX, depth, ...)?")
             self.epoch = ckpt["epoch"] - 1
+            self.weights_epoch = ckpt["epoch"]
             print(f"Loaded {path} into {name} (epoch {ckpt['epoch']})")
 
     def after_train(self) -> None:

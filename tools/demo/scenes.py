@@ -73,12 +73,13 @@ _PATTERN_ADJECTIVE: dict[str, str] = {
 }
 _NUMBER_WORDS: dict[int, str] = {2: "two", 3: "three", 4: "four"}
 
-# Body templates. Fields: np/NP (noun phrase), pattern_with (" with ..." or ""), background, where
-# (", in the centre" or ""), tilt (", slightly rotated" or ""), state (" It is striped." or "").
+# Body templates. Fields: np/NP (noun phrase), pattern_with (" with ..." or ""), on_background / set_against
+# (" on a pale red background" / ", set against a pale red background" or ""), where (", in the centre" or ""),
+# tilt (", slightly rotated" or ""), state (" It is striped." or "").
 BODY_TEMPLATES: tuple[str, ...] = (
-    "{NP}{pattern_with} on a {background} background{where}{tilt}.",
-    "The image shows {np}{pattern_with}, set against a {background} background{where}{tilt}.",
-    "{NP} on a {background} background{where}.{state}",
+    "{NP}{pattern_with}{on_background}{where}{tilt}.",
+    "The image shows {np}{pattern_with}{set_against}{where}{tilt}.",
+    "{NP}{on_background}{where}.{state}",
 )
 PHOTO_PREFIX = "This is a photo of {name}."  # FDRD Format A prefix: no space follows the period.
 
@@ -129,10 +130,14 @@ def _background_rgb(tone: str, tint: str, rng: np.random.Generator) -> tuple[int
     return int(round(red * 255)), int(round(green * 255)), int(round(blue * 255))
 
 
-def _jittered(colour: tuple[int, int, int], rng: np.random.Generator) -> tuple[int, int, int]:
-    jitter = rng.integers(-_COLOUR_JITTER, _COLOUR_JITTER + 1, size=3)
+def _jittered(colour: tuple[int, int, int], rng: np.random.Generator, amount: int = _COLOUR_JITTER) -> tuple[int, int, int]:
+    jitter = rng.integers(-amount, amount + 1, size=3)
     red, green, blue = (int(np.clip(c + j, 0, 255)) for c, j in zip(colour, jitter))
     return red, green, blue
+
+
+#: every position phrase a caption can use
+POSITION_PHRASES: tuple[str, ...] = tuple(_POSITION_PHRASES.values())
 
 
 def _position_phrase(x: float, y: float) -> str:
@@ -169,8 +174,13 @@ def sample_scene(
     colour: str | None = None,
     pattern: str | None = None,
     count_weights: tuple[float, float, float] = (0.6, 0.3, 0.1),
+    rgb: tuple[int, int, int] | None = None,
+    colour_jitter: int | None = None,
 ) -> tuple[SceneAttributes, Scene]:
-    """Sample one image: fixed class-defining attributes, everything else (the nuisance) drawn from ``rng``."""
+    """Sample one image: fixed class-defining attributes, everything else (the nuisance) drawn from ``rng``.
+
+    ``rgb`` paints the object in that exact shade instead of the named colour's (``colour`` still names it),
+    with ``colour_jitter`` (default ±12 per channel) of per-image variation."""
     shape = shape or _pick(rng, SHAPE_NAMES)
     colour = colour or _pick(rng, list(COLOURS))
     pattern = pattern or _pick(rng, PATTERN_NAMES)
@@ -183,7 +193,7 @@ def sample_scene(
     radius = float(rng.uniform(low, high))
     centres = _place_centres(rng, count, radius)
     tilted = bool(rng.random() < 0.5)
-    rgb = _jittered(COLOURS[colour], rng)
+    rgb = _jittered(rgb or COLOURS[colour], rng, _COLOUR_JITTER if colour_jitter is None else colour_jitter)
     secondary = pattern_colour(rgb, on_dark_background=background == "dark")
     objects = tuple(
         DrawnObject(
@@ -233,12 +243,18 @@ class Mentions:
     shape: bool = True
     colour: bool = True
     pattern: bool = True
+    #: nuisance: the size, the background (tone, and its hue after it: "pale red"), position and tilt
+    size: bool = True
+    background: bool = True
+    background_tint: bool = True
+    position: bool = True
+    tilt: bool = True
 
 
 def _state_sentence(attributes: SceneAttributes, mentions: Mentions, be: str) -> str:
     """Template 2's second sentence ("It is striped, slightly rotated."), or nothing to say."""
     parts = [_PATTERN_ADJECTIVE[attributes.pattern]] if mentions.pattern else []
-    if attributes.tilt:
+    if attributes.tilt and mentions.tilt:
         parts.append(TILT_PHRASES[attributes.tilt])
     return f" {be} {', '.join(parts)}." if parts else ""
 
@@ -246,7 +262,7 @@ def _state_sentence(attributes: SceneAttributes, mentions: Mentions, be: str) ->
 def describe(attributes: SceneAttributes, noun: str, plural: str, mentions: Mentions, template: int) -> str:
     """One caption body for ``attributes``; ``noun`` is a class name in the domain, a generic word in pretraining."""
     count = attributes.count
-    words = [COUNT_WORDS[count], attributes.size]
+    words = [COUNT_WORDS[count]] + ([attributes.size] if mentions.size else [])
     if mentions.colour:
         words.append(attributes.colour)
     if mentions.shape:
@@ -255,13 +271,16 @@ def describe(attributes: SceneAttributes, noun: str, plural: str, mentions: Ment
     noun_phrase = " ".join(words)
     pattern_with = _PATTERN_WITH[attributes.pattern].format(stripes=_NUMBER_WORDS[attributes.stripes])
     be = "It is" if count == 1 else "They are"
+    background = f"{attributes.background} {attributes.background_tint}" if mentions.background_tint \
+        else attributes.background
     fields = {
         "np": noun_phrase,
         "NP": _capitalised(noun_phrase),
         "pattern_with": f" {pattern_with}" if mentions.pattern else "",
-        "background": f"{attributes.background} {attributes.background_tint}",
-        "where": f", {attributes.position}" if attributes.position else "",
-        "tilt": f", {TILT_PHRASES[attributes.tilt]}" if attributes.tilt else "",
+        "on_background": f" on a {background} background" if mentions.background else "",
+        "set_against": f", set against a {background} background" if mentions.background else "",
+        "where": f", {attributes.position}" if attributes.position and mentions.position else "",
+        "tilt": f", {TILT_PHRASES[attributes.tilt]}" if attributes.tilt and mentions.tilt else "",
         "state": _state_sentence(attributes, mentions, be),
     }
     return BODY_TEMPLATES[template % len(BODY_TEMPLATES)].format(**fields)

@@ -4,16 +4,22 @@ Why it exists: the real FDRD domains need gigabytes of images and a ViT-B/32; th
 whole DCAR/DPT pipeline (dataset reader, prompt learning, hard negatives, Recall@K) run end to end on
 two CPU cores in seconds, with the same file formats as the real data.
 
-Structure (see ``dcar.md`` §2.2 for Format A):
+Structure, built so that what DCAR targets dominates the errors (docs/dcar.md, "The embedded benchmark"):
 
-* meta-category = shape family (``star``, ``ring``...); subcategory = shape x colour x pattern, named
-  by an invented word (``vexlar``) that the tiny CLIP never saw in pretraining. Siblings differ in
-  colour or pattern only, so a category swap inside a meta-category is a hard negative.
-* per-image nuisance: count, size, background tone and tint, position, rotation, pixel noise. The
-  caption names the visible ones, so an attribute swap ("large" -> "small") is a hard negative too.
-* identity attributes (shape, colour, pattern) are stated only part of the time
-  (``DomainSpec.identity_mention_rate``), like real captions that describe the scene more than the
-  subcategory; the rest must come from the class name, which is what prompt learning can exploit.
+* meta-category = shape family (``star``, ``ring``...); its subcategories differ in **one** attribute, the
+  colour, and are named "<modifier> <shape>" ("vexlar star", "quorin star"): the shape word is one the tiny
+  CLIP learnt in pretraining (as CLIP knows "terrier"), the modifier an invented word it never saw (as a
+  rare breed). Every caption names the class, so the meta-category is always told, and telling siblings
+  apart is what is left: a category swap ("quorin star" for "vexlar star") is the hard negative;
+* the colour is stated in words only part of the time (``DomainSpec.identity_mention_rate``), like real
+  captions that describe the scene more than the subcategory; the rest must come from the class name, which
+  is what prompt learning can exploit;
+* per-image nuisance: count, size, background tone, position (single objects), plus unstated tint, tilt and
+  pixel noise. Few enough stated combinations that sibling captions in a test gallery often share their
+  whole description and differ only in the name, and same-class captions in one attribute (an attribute
+  swap: "large" -> "small");
+* the test file carries, per image, 2 category swaps (sibling names) and 2 attribute swaps (one stated
+  nuisance attribute changed), so the trainers' hard-negative report measures both.
 
 Layout under ``DATA``::
 
@@ -30,13 +36,14 @@ dataset, so configs and reports keep their class lists.
 """
 from __future__ import annotations
 
+import colorsys
 import functools
 import hashlib
 import io
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +54,7 @@ from tools.demo.atomic import atomic_write_bytes, json_bytes, read_json, sha256_
 from tools.demo.drawing import PATTERN_NAMES, render
 from tools.demo.scenes import (
     COLOURS,
+    POSITION_PHRASES,
     Mentions,
     SceneAttributes,
     caption_vocabulary,
@@ -61,7 +69,7 @@ if TYPE_CHECKING:
 
 DOMAIN_KEY = "synthetic"
 DATASET_DIR = "synthetic_fine"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 TAXONOMY_SEED = 20250811
 FILE_PATH_PLACEHOLDER = "YOUR_IMAGE_PATH"
 META_SOURCE = "synthetic generator"
@@ -76,33 +84,38 @@ _CODAS: tuple[str, ...] = ("", "n", "r", "l", "x", "s", "m", "th")
 
 @dataclass(frozen=True)
 class DomainSpec:
-    """Size of the domain. Classes = len(shapes) x colours_per_meta x patterns_per_meta."""
+    """Size of the domain. Classes = len(colours) x len(hue_offsets) x len(shade_values)."""
 
-    shapes: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "ring")
-    colours_per_meta: int = 3
-    patterns_per_meta: int = 2
+    colours: tuple[str, ...] = ("red", "yellow", "green", "teal", "blue", "purple")  # the meta-categories
+    # A meta-category's subcategories differ in shade only: hue offsets (degrees) x brightness (HSV value).
+    hue_offsets: tuple[float, ...] = (-24.0, 0.0, 24.0)
+    shade_values: tuple[float, ...] = (1.0, 0.55)
+    colour_jitter: int = 4  # per-channel RGB noise per image; the shades sit ~40 RGB units apart
     n_train: int = 20  # >= 16 so that 16-shot few-shot sampling works
     n_val: int = 5
     n_test: int = 10
     image_size: int = 32  # the tiny CLIP's input resolution
-    # Chance that a caption states each identity attribute (shape, colour, pattern) in words. Below 1
-    # the class name carries information the generic words do not, which is what leaves room for
-    # prompt learning. Measured zero-shot R@1 of the default tiny CLIP (i2t/t2i): ~43/37 at 1.0,
-    # ~17/15 at 0.3 (the default), ~4/5 at 0.0; R@5 ~83, ~48, ~29.
-    identity_mention_rate: float = 0.3
+    # Chance that a caption states the object's pattern (a nuisance, like shape) in words.
+    pattern_mention_rate: float = 0.3
+    category_negatives: int = 2  # per test image: sibling-name swaps ...
+    attribute_negatives: int = 2  # ... and one-attribute swaps
 
     @property
     def n_classes(self) -> int:
-        return len(self.shapes) * self.colours_per_meta * self.patterns_per_meta
+        return len(self.colours) * len(self.hue_offsets) * len(self.shade_values)
 
 
 @dataclass(frozen=True)
 class SubCategory:
-    name: str
+    name: str  # "<colour>_<modifier>", CoOp's raw form; captions write it with a space
+
+    @property
+    def display_name(self) -> str:
+        return self.name.replace("_", " ")
     label: int
-    meta: str  # the shape family
-    colour: str
-    pattern: str
+    meta: str  # the colour family
+    colour: str  # the family's colour word
+    rgb: tuple[int, int, int]  # the subcategory's own shade
 
 
 @dataclass(frozen=True)
@@ -202,20 +215,27 @@ def invent_names(count: int, rng: np.random.Generator) -> list[str]:
     return names
 
 
+def shade(colour: str, hue_offset: float, value: float) -> tuple[int, int, int]:
+    """``colour``'s RGB rotated by ``hue_offset`` degrees, at HSV brightness ``value``."""
+    hue, saturation, _ = colorsys.rgb_to_hsv(*(c / 255 for c in COLOURS[colour]))
+    rgb = colorsys.hsv_to_rgb((hue + hue_offset / 360) % 1.0, saturation, value)
+    return tuple(int(round(c * 255)) for c in rgb)  # type: ignore[return-value]
+
+
 def build_taxonomy(spec: DomainSpec) -> list[SubCategory]:
-    """Classes grouped by shape; within a shape, every colour x pattern pair of a per-shape draw."""
-    if spec.colours_per_meta > len(COLOURS) or spec.patterns_per_meta > len(PATTERN_NAMES):
-        raise ValueError(f"at most {len(COLOURS)} colours and {len(PATTERN_NAMES)} patterns per meta-category")
+    """Classes grouped by colour (the meta-category); within a colour one class per shade, named
+    "<colour>_<modifier>" ("red_vexlar"): the colour word is known to the tiny CLIP, the modifier is not."""
+    unknown = set(spec.colours) - set(COLOURS)
+    if unknown:
+        raise ValueError(f"unknown colours {sorted(unknown)}; choose from {sorted(COLOURS)}")
     rng = np.random.default_rng(TAXONOMY_SEED)
-    names = invent_names(spec.n_classes, rng)
+    modifiers = invent_names(spec.n_classes, rng)
     classes: list[SubCategory] = []
-    for shape in spec.shapes:
-        colours = [str(c) for c in rng.choice(list(COLOURS), size=spec.colours_per_meta, replace=False)]
-        patterns = [str(p) for p in rng.choice(list(PATTERN_NAMES), size=spec.patterns_per_meta, replace=False)]
-        for colour in colours:
-            for pattern in patterns:
-                label = len(classes)
-                classes.append(SubCategory(names[label], label, shape, colour, pattern))
+    for colour in spec.colours:
+        shades = [shade(colour, h, v) for h in spec.hue_offsets for v in spec.shade_values]
+        for index in rng.permutation(len(shades)):
+            label = len(classes)
+            classes.append(SubCategory(f"{colour}_{modifiers[label]}", label, colour, colour, shades[index]))
     return classes
 
 
@@ -231,22 +251,55 @@ class DrawnItem:
     png: bytes
     caption: str  # the full Format A positive, prefix included
     attributes: SceneAttributes
+    negatives: tuple[str, ...]  # category swaps, then attribute swaps (written to the test file only)
 
 
-def draw_item(category: SubCategory, index: int, seed: int, spec: DomainSpec) -> DrawnItem:
-    """Image ``index`` of ``category``: its own RNG stream, so any item can be redrawn in isolation."""
+# Stated nuisance attributes an attribute swap may change, and how.
+_FLIPS = {"size": ("small", "large"), "background": ("pale", "dark")}
+
+
+def _caption(attributes: SceneAttributes, category: SubCategory, mentions: Mentions, template: int) -> str:
+    """Format A: the prefix names the class as the file's class_name does (raw, "red_zindex"), the body in words."""
+    name = category.display_name
+    return photo_prefix(category.name) + describe(attributes, name, plural_of(name), mentions, template)
+
+
+def _attribute_swaps(attributes: SceneAttributes, rng: np.random.Generator) -> list[SceneAttributes]:
+    """The scene with one stated nuisance attribute changed, one variant per attribute, in random order."""
+    variants = [replace(attributes, **{key: b if getattr(attributes, key) == a else a})
+                for key, (a, b) in _FLIPS.items()]
+    if attributes.position is not None:
+        others = [p for p in POSITION_PHRASES if p != attributes.position]
+        variants.append(replace(attributes, position=others[int(rng.integers(len(others)))]))
+    order = rng.permutation(len(variants))
+    return [variants[i] for i in order]
+
+
+def draw_item(category: SubCategory, index: int, seed: int, spec: DomainSpec,
+              siblings: tuple[SubCategory, ...] = ()) -> DrawnItem:
+    """Image ``index`` of ``category``: its own RNG stream, so any item can be redrawn in isolation.
+
+    Negatives come from a second stream, so asking for them never changes the image or the caption."""
     rng = np.random.default_rng([seed, category.label, index])
-    attributes, scene = sample_scene(rng, category.meta, category.colour, category.pattern)
-    rate = spec.identity_mention_rate
-    mentions = Mentions(
-        shape=bool(rng.random() < rate), colour=bool(rng.random() < rate), pattern=bool(rng.random() < rate)
-    )
-    body = describe(attributes, category.name, plural_of(category.name), mentions, template=int(rng.integers(3)))
+    attributes, scene = sample_scene(rng, colour=category.colour, rgb=category.rgb,
+                                     colour_jitter=spec.colour_jitter)  # any shape, any pattern
+    # the name says the colour family; the shape is not described (the tiny CLIP hardly sees it, docs/dcar.md)
+    mentions = Mentions(shape=False, colour=False, pattern=bool(rng.random() < spec.pattern_mention_rate),
+                        background_tint=False, tilt=False)
+    template = int(rng.integers(3))
+    negatives: list[str] = []
+    if siblings:
+        negative_rng = np.random.default_rng([seed, category.label, index, 1])
+        picked = negative_rng.choice(len(siblings), size=min(spec.category_negatives, len(siblings)), replace=False)
+        negatives += [_caption(attributes, siblings[i], mentions, template) for i in picked]
+        swaps = _attribute_swaps(attributes, negative_rng)[: spec.attribute_negatives]
+        negatives += [_caption(swapped, category, mentions, template) for swapped in swaps]
     return DrawnItem(
         file_name=f"{category.name}_{index:04d}.png",
         png=_png_bytes(render(scene, spec.image_size)),
-        caption=photo_prefix(category.name) + body,
+        caption=_caption(attributes, category, mentions, template),
         attributes=attributes,
+        negatives=tuple(negatives),
     )
 
 
@@ -322,10 +375,11 @@ def _write_tree(staging: Path, seed: int, spec: DomainSpec, classes: list[SubCat
     for category in classes:
         class_dir = staging / "images" / category.name
         class_dir.mkdir(parents=True)
+        siblings = tuple(c for c in classes if c.meta == category.meta and c.label != category.label)
         index = 0
         for split_name, size in split_sizes.items():
             for _ in range(size):
-                item = draw_item(category, index, seed, spec)
+                item = draw_item(category, index, seed, spec, siblings if split_name == "test" else ())
                 (class_dir / item.file_name).write_bytes(item.png)
                 split[split_name].append([f"{category.name}/{item.file_name}", category.label, category.name])
                 captions["test" if split_name == "test" else "train"][item.file_name] = {
@@ -333,7 +387,7 @@ def _write_tree(staging: Path, seed: int, spec: DomainSpec, classes: list[SubCat
                     "class_name": category.name,
                     "file_path": FILE_PATH_PLACEHOLDER,
                     "positive": item.caption,
-                    "negative": [],
+                    "negative": list(item.negatives),
                 }
                 annotations[item.file_name] = {
                     "split": split_name,
@@ -341,7 +395,7 @@ def _write_tree(staging: Path, seed: int, spec: DomainSpec, classes: list[SubCat
                     **asdict(item.attributes),
                 }
                 index += 1
-    meta_categories = {shape: [c.name for c in classes if c.meta == shape] for shape in spec.shapes}
+    meta_categories = {colour: [c.name for c in classes if c.meta == colour] for colour in spec.colours}
     caption_bytes = {
         "train": json_bytes(captions["train"]),
         "test": json_bytes(captions["test"]),

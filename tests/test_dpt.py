@@ -36,7 +36,7 @@ def test_layer_split_for_bottomlimit(bottom, vpt, cavpt):
 
 def test_layer_split_rejects_out_of_range():
     from trainers.dpt import layer_split
-    from trainers.engine.errors import ConfigError
+    from trainers.errors import ConfigError
 
     for bad in (0, 13):
         with pytest.raises(ConfigError, match="BOTTOMLIMIT"):

@@ -63,7 +63,7 @@ def test_maple_text_encoding_replaces_deep_prompts(maple):
 
 
 def test_maple_shallow_and_invalid_depth():
-    from trainers.engine.errors import ConfigError
+    from trainers.errors import ConfigError
     from trainers.maple import CoupledPromptCLIP
 
     shallow = CoupledPromptCLIP(tiny_clip_model(), CLASSES, depth=1)

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from datasets.atomic_io import atomic_write  # noqa: E402
+from trainers.atomic_io import atomic_write  # noqa: E402
 
 REPOSITORY = "wyf202322/DCAR"
 RAW_URL = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"

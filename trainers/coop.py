@@ -13,7 +13,7 @@ from torch import nn
 from .backbone.prompted_clip import PromptedCLIP
 from .backbone.text_encoder import tokenize
 from .engine.config import set_defaults
-from .engine.errors import ConfigError
+from .errors import ConfigError
 from .engine.trainer import CLIPTrainer
 
 POSITIONS = ("end", "middle", "front")

@@ -26,7 +26,7 @@ from torch import nn
 
 from .backbone.templates import template_for
 from .engine.config import set_defaults
-from .engine.errors import ConfigError
+from .errors import ConfigError
 from .losses import class_aware_loss
 from .vlp import VLP, DualModalityCLIP, ImageOutput
 

@@ -18,7 +18,7 @@ from .backbone.prompted_clip import PromptedCLIP
 from .backbone.text_encoder import tokenize
 from .backbone.vision_encoder import expand_prompts
 from .engine.config import set_defaults
-from .engine.errors import ConfigError
+from .errors import ConfigError
 from .engine.trainer import CLIPTrainer
 
 

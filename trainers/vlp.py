@@ -20,7 +20,7 @@ from dassl.engine import TRAINER_REGISTRY
 from .backbone.templates import template_for
 from .coop import CoOpCLIP
 from .engine.config import set_defaults
-from .engine.errors import ConfigError
+from .errors import ConfigError
 from .engine.trainer import CLIPTrainer
 from .losses import symmetric_info_nce
 from .vpt import VisualPromptTokens, prompted_blocks

@@ -28,9 +28,9 @@ from .backbone.text_encoder import tokenize
 from .backbone.vision_encoder import expand_prompts
 from .dcar_components import (CategoryAwareAdapter, CategoryAwareNegatives, DynamicTokenReweighting,
                               blank_image_features, siblings_from_meta, siblings_from_text_features)
-from .engine.checkpoint import atomic_write_text
+from .atomic_io import atomic_write_text
 from .engine.config import set_defaults
-from .engine.errors import ConfigError
+from .errors import ConfigError
 from .engine.trainer import CLIPTrainer
 from .losses import category_weighted_contrastive, symmetric_info_nce
 from .maple import CoupledPromptCLIP
@@ -114,6 +114,7 @@ class DualPromptCLIP(CoupledPromptCLIP):
 class DCAR(CLIPTrainer):
     CONFIG_NODE = "DCAR"
     SUPPORTS_CLASSIFICATION = False
+    TRAINER_STATE = ("negatives._rng",)  # the negative sampler's own generator: part of every checkpoint
 
     def build_prompted_clip(self, clip_model, classnames):
         c = self.method_cfg
@@ -193,6 +194,12 @@ class DCAR(CLIPTrainer):
                                              self.logit_scale, valid.to(self.device))
 
     # ---- training ------------------------------------------------------------------------------
+    def before_epoch(self) -> None:
+        # Batched encoding makes a feature's last bits depend on its batch; a cache that outlived a checkpoint
+        # would make a resumed run differ from an uninterrupted one, so it lives for one epoch.
+        if self.negatives is not None:
+            self.frozen_negative_features.features.clear()
+
     def token_weights(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor | None:
         if self.token_reweighting is None:
             return None

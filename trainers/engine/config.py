@@ -27,8 +27,18 @@ def set_defaults(cfg: CN, path: str, defaults: dict[str, Any]) -> CN:
 
 
 def add_common_config(cfg: CN) -> None:
-    set_defaults(cfg, "MODEL", {"CLIP_CACHE_DIR": ""})
-    set_defaults(cfg, "DATASET", {"SUBSAMPLE_CLASSES": "all"})
+    set_defaults(cfg, "MODEL", {
+        "CLIP_CACHE_DIR": "",
+        # TorchScript archives (OpenAI's original .pt) and checkpoints holding pickled Python objects can
+        # only be read by running code stored in them: refused unless this is True.
+        "ALLOW_UNSAFE_LOAD": False,
+    })
+    set_defaults(cfg, "DATASET", {
+        "SUBSAMPLE_CLASSES": "all",
+        # Decode every image of every split once when the dataset is built, so a corrupt file is reported
+        # before training instead of when a batch first reaches it (costs one pass over the images).
+        "VERIFY_IMAGES": False,
+    })
     set_defaults(cfg, "TEST", {
         "RETRIEVAL_KS": [1, 5, 10],
         "RETRIEVAL_CHUNK": 1024,   # queries per similarity chunk: memory = chunk x gallery x 4 bytes

@@ -140,7 +140,7 @@ def setup_cfg(args):
 
     from trainers.engine.config import extend_cfg
 
-    cfg = extend_cfg(get_cfg_default())
+    cfg = extend_cfg(get_cfg_default(), ("trainers", "datasets"))
     for label, path in (("dataset config", args.dataset_config_file), ("config", args.config_file)):
         if path:
             merge_config_file(cfg, label, path)

@@ -50,7 +50,7 @@ def add_common_config(cfg: CN) -> None:
     })
 
 
-def config_hooks(package_names: tuple[str, ...] = ("trainers", "datasets")) -> list[Callable[[CN], None]]:
+def config_hooks(package_names: tuple[str, ...] = ("trainers",)) -> list[Callable[[CN], None]]:
     hooks: list[Callable[[CN], None]] = [add_common_config]
     for package_name in package_names:
         package = importlib.import_module(package_name)
@@ -62,7 +62,9 @@ def config_hooks(package_names: tuple[str, ...] = ("trainers", "datasets")) -> l
     return hooks
 
 
-def extend_cfg(cfg: CN) -> CN:
-    for hook in config_hooks():
+def extend_cfg(cfg: CN, package_names: tuple[str, ...] = ("trainers",)) -> CN:
+    """Add every hook's defaults; the caller names the packages to walk (train.py: trainers and datasets),
+    so this layer never imports the dataset package itself."""
+    for hook in config_hooks(package_names):
         hook(cfg)
     return cfg

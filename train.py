@@ -122,6 +122,10 @@ def merge_config_file(cfg, label: str, path: str) -> None:
 
 def merge_overrides(cfg, opts: list[str]) -> None:
     """Trailing KEY VALUE pairs; each key checked first, so an unknown key is not reported as a pairing error."""
+    flags = [opt for opt in opts if opt.startswith("--")]
+    if flags:
+        raise ConfigError(f"{flags[0]} comes after the KEY VALUE overrides, which must end the command line: put "
+                          "every --option before the first KEY.")
     if len(opts) % 2:
         raise ConfigError(f"Command-line overrides must come in KEY VALUE pairs; {opts[-1]!r} has no value.")
     keys = set(known_keys(cfg))
@@ -170,8 +174,10 @@ class Session:
         return commit.epoch if commit else None
 
     def interrupted(self) -> str:
-        if self.trainer is None or not self.training:
+        if self.trainer is None:
             return "interrupted before training started; re-run the same command to start again"
+        if not self.training:
+            return "interrupted during evaluation; re-run the same command"
         epoch = getattr(self.trainer, "epoch", 0) + 1
         saved = self.committed_epoch()
         since = f" (from the checkpoint of epoch {saved})" if saved else ""
@@ -285,7 +291,10 @@ def run(argv: list[str] | None = None) -> int:
         logger, sys.stdout = sys.stdout, console
         if logger is not console and hasattr(logger, "console"):
             if getattr(logger, "file", None) is not None:
-                logger.file.close()
+                try:
+                    logger.file.close()
+                except OSError:  # a full disk cannot take the last buffered lines of log.txt
+                    pass
                 logger.file = None
             logger.console = io.StringIO()
         if session.lock is not None:

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny CLIP checkpoints built at test time (never downloaded)."""
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import shutil
@@ -32,9 +33,16 @@ HAS_DASSL = importlib.util.find_spec("dassl") is not None
 requires_dassl = pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed (make install DASSL_SRC=...)")
 
 
-def pytest_unconfigure(config):
+def _remove_session_tmp() -> None:
     if os.environ.get("KEEP_TEST_TMP") != "1":
         shutil.rmtree(SESSION_TMP, ignore_errors=True)
+
+
+def pytest_unconfigure(config):
+    _remove_session_tmp()
+
+
+atexit.register(_remove_session_tmp)  # also when a script imports this module outside pytest
 
 
 def tiny_clip_model(seed: int = 0, image_resolution: int = 32, embed_dim: int = 32):

@@ -75,6 +75,7 @@ def test_config_file_errors(pets, ckpt, tmp_path):
 @pytest.mark.parametrize("extra, needles", [
     (("TRAINER.COOP.N_CTXX", "4"), ("unknown config key TRAINER.COOP.N_CTXX", "Did you mean TRAINER.COOP.N_CTX")),
     (("OPTIM.LR",), ("KEY VALUE pairs", "'OPTIM.LR' has no value")),
+    (("OPTIM.LR", "0.1", "--eval-only"), ("--eval-only comes after the KEY VALUE overrides",)),
     (("OPTIM.MAX_EPOCH", "many"), ("OPTIM.MAX_EPOCH must be a int", "'many'")),
     (("DATASET.NAME", "OxfordPetz"), ("Unknown dataset DATASET.NAME='OxfordPetz'", "OxfordPets")),
     (("OPTIM.NAME", "adamz"), ("OPTIM.NAME must be one of", "'adamz'")),
@@ -134,6 +135,23 @@ def test_truncated_image_at_test_time_names_file_and_split(pets, ckpt, tmp_path)
     proc = run_train(*coop(root, ckpt, tmp_path / "out", "TEST.FEATURE_CACHE", "False", trainer="ZeroshotCLIP",
                            config="ZeroshotCLIP/vit_b32", flags=("--eval-only",)), check=False)
     fails(proc, f"The test image {broken} cannot be read")
+
+
+def test_error_raised_in_a_dataloader_worker_keeps_only_its_message():
+    """PyTorch re-raises a worker's exception with the worker's traceback as its text; the boundary strips it."""
+    from trainers.errors import ImageReadError, user_message
+
+    class Broken(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            raise ImageReadError("The train image /data/x.jpg cannot be read (OSError: truncated)")
+
+    with pytest.raises(ImageReadError) as error:
+        next(iter(torch.utils.data.DataLoader(Broken(), num_workers=1)))
+    assert "Traceback" in str(error.value)
+    assert user_message(error.value) == "The train image /data/x.jpg cannot be read (OSError: truncated)"
 
 
 def test_fdrd_caption_file_not_utf8_and_number_caption(tmp_path, ckpt):

@@ -197,6 +197,7 @@ class DCAR(CLIPTrainer):
     def before_epoch(self) -> None:
         # Batched encoding makes a feature's last bits depend on its batch; a cache that outlived a checkpoint
         # would make a resumed run differ from an uninterrupted one, so it lives for one epoch.
+        super().before_epoch()
         if self.negatives is not None:
             self.frozen_negative_features.features.clear()
 

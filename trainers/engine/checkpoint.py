@@ -190,7 +190,11 @@ def legacy_commit(directory: Path, names: list[str]) -> Commit | None:
         if not lines or not path.is_file():
             raise CheckpointError(f"The resume marker {marker} names {path}, which is missing; restore it, or "
                                   f"delete {marker} to train from scratch.")
-        files[name], epochs[name] = path, path.name.rsplit("-", 1)[-1]
+        epoch = path.name.rsplit("-", 1)[-1]
+        if not epoch.isdigit():
+            raise CheckpointError(f"The resume marker {marker} names {path.name}, not an epoch checkpoint "
+                                  "(model.pth.tar-<epoch>); write the last epoch's file name into it, or delete it.")
+        files[name], epochs[name] = path, epoch
     missing = sorted(set(names) - set(present))
     if missing or len(set(epochs.values())) > 1:
         found = ", ".join(f"{name}: epoch {epoch}" for name, epoch in epochs.items())

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from trainers.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
+
 from .coop_split import GDRIVE_FILES, download_split
 
 
@@ -10,8 +12,15 @@ def main(argv: list[str]) -> int:
     """Lives here rather than in coop_split so ``-m`` does not run an already-imported module twice."""
     if len(argv) != 2:
         print(f"usage: python -m datasets DATASET DST   (DATASET in {sorted(GDRIVE_FILES)}; DST a file or folder)")
-        return 2
-    download_split(argv[0], argv[1])
+        return EXIT_USER_ERROR
+    try:
+        download_split(argv[0], argv[1])
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 

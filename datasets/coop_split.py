@@ -7,12 +7,12 @@ CoOp (KaiyangZhou/CoOp), and so that a killed run never leaves a half-written fi
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
 import json
 import math
 import os
 import os.path as osp
-import pickle
 import random
 import re
 import shutil
@@ -24,13 +24,14 @@ from typing import Any, Callable, Mapping, Sequence
 import gdown
 from dassl.data.datasets import Datum, DatasetBase
 
-from .atomic_io import atomic_write
+from trainers.atomic_io import atomic_write, remove_orphan_temp_files
+from trainers.errors import ConfigError, DataError, DataNotFoundError
 
 SPLIT_KEYS = ("train", "val", "test")
 SUBSAMPLE_CHOICES = ("all", "base", "new")
 FEWSHOT_DIRNAME = "split_fewshot"
 MAX_VAL_SHOTS = 4  # CoOp caps the few-shot validation set at 4 images per class.
-PATH_CHECKS_PER_LIST = 100  # cached image paths probed per list to notice a moved DATASET.ROOT
+CACHE_FORMAT = 1  # version of the JSON caches (few-shot selections, ImageNet's preprocessed lists)
 
 COOP_DATASETS_MD = "https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
 
@@ -50,7 +51,7 @@ GDRIVE_FILES: dict[str, tuple[str, str]] = {
 }
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(DataNotFoundError):
     """A dataset folder or file is missing; the message says where it was expected and how to get it."""
 
     def __init__(self, path: str, what: str, how: str):
@@ -60,7 +61,7 @@ class DatasetNotFoundError(FileNotFoundError):
         super().__init__(f"{what} not found at {path}\n  How to get it: {how}")
 
 
-class EmptyClassError(ValueError):
+class EmptyClassError(DataError):
     """A class has no images in one split, which would silently shift labels or break few-shot sampling."""
 
 
@@ -100,14 +101,16 @@ def check_classes(splits: Mapping[str, Sequence[Datum]], source: str) -> None:
     """Fail loudly when a class has no images in some split, or a label has two class names.
 
     Dassl derives num_classes from the largest label and CoOp samples few-shot sets per label,
-    so a silently empty class would shift the classifier or give a short few-shot set.
+    so a silently empty class would shift the classifier or give a short few-shot set. The val split is
+    the exception: Dassl accepts a class without val images and CoOp's protocol does not use val, so that
+    is one warning (model selection with TEST.FINAL_MODEL best_val then ignores the class).
     """
     names: dict[int, str] = {}
     for split_name, items in splits.items():
         for item in items:
             known = names.setdefault(item.label, item.classname)
             if known != item.classname:
-                raise ValueError(
+                raise DataError(
                     f"{source}: label {item.label} is both {known!r} and {item.classname!r} ({split_name} split)"
                 )
     if not names:
@@ -118,27 +121,35 @@ def check_classes(splits: Mapping[str, Sequence[Datum]], source: str) -> None:
     for split_name, items in splits.items():
         absent = sorted(set(names) - {item.label for item in items})
         if absent:
-            raise EmptyClassError(
-                f"{source}: class {names[absent[0]]!r} (label {absent[0]}) has no images in the {split_name} split"
-                + (f" ({len(absent) - 1} more classes neither)" if len(absent) > 1 else "")
-            )
+            message = (f"{source}: class {names[absent[0]]!r} (label {absent[0]}) has no images in the {split_name} "
+                       f"split" + (f" ({len(absent) - 1} more classes neither)" if len(absent) > 1 else ""))
+            if split_name == "val" and items:
+                log(f"Warning: {message}; validation (TEST.FINAL_MODEL best_val) will not see it")
+                continue
+            raise EmptyClassError(message)
 
 
 def read_split(filepath: str, path_prefix: str) -> tuple[list[Datum], list[Datum], list[Datum]]:
     """Read a CoOp ``split_zhou_*.json`` ({train,val,test}: [[relpath, label, classname], ...]).
 
-    Paths are joined to ``path_prefix``; missing images and empty classes are reported with the file name.
+    Paths are joined to ``path_prefix``; malformed rows, missing images and empty classes are reported with the
+    file name (and the row).
     """
     log(f"Reading split from {filepath}")
-    with open(filepath, "r") as f:
-        split = json.load(f)
+    refetch = "fetch the split file again (see CoOp's DATASETS.md)"
+    split = read_json_file(filepath, "split file", refetch)
+    if not isinstance(split, dict):
+        raise DataError(f"{filepath}: a split file is a JSON object with train/val/test lists, not a "
+                        f"{type(split).__name__}; {refetch}")
     missing = [key for key in SPLIT_KEYS if key not in split]
     if missing:
-        raise ValueError(f"{filepath}: split file lacks the {missing} lists")
+        raise DataError(f"{filepath}: split file lacks the {missing} lists; {refetch}")
 
     lists: dict[str, list[Datum]] = {}
     for key in SPLIT_KEYS:
-        rows = [(osp.join(path_prefix, rel), int(label), classname) for rel, label, classname in split[key]]
+        if not isinstance(split[key], list):
+            raise DataError(f"{filepath}: {key!r} is a {type(split[key]).__name__}, not a list of rows; {refetch}")
+        rows = [_split_row(row, index, key, filepath, path_prefix) for index, row in enumerate(split[key])]
         absent = [impath for impath, _, _ in rows if not osp.isfile(impath)]
         if absent:
             raise DatasetNotFoundError(
@@ -149,6 +160,33 @@ def read_split(filepath: str, path_prefix: str) -> tuple[list[Datum], list[Datum
         lists[key] = [Datum(impath=impath, label=label, classname=classname) for impath, label, classname in rows]
     check_classes(lists, filepath)
     return lists["train"], lists["val"], lists["test"]
+
+
+def read_json_file(filepath: str, what: str, fix: str) -> Any:
+    """Parse a JSON file; a syntax error (e.g. a truncated download) or non-UTF-8 bytes name the file and where."""
+    try:
+        with open(filepath, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{filepath} ({what}) is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno} "
+                        f"(a truncated or damaged file?); {fix}") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{filepath} ({what}) is not UTF-8 text (byte {err.start}); {fix}") from None
+
+
+def _split_row(row: Any, index: int, key: str, filepath: str, path_prefix: str) -> tuple[str, int, str]:
+    where = f"{filepath}: {key} row {index}"
+    if not isinstance(row, (list, tuple)) or len(row) != 3:
+        raise DataError(f"{where} is {row!r}; every row must be [relative path, integer label, class name]")
+    rel, label, classname = row
+    if isinstance(label, bool) or not isinstance(label, int):
+        if isinstance(label, str) and label.strip().lstrip("-").isdigit():
+            label = int(label)
+        else:
+            raise DataError(f"{where} has label {label!r}; labels must be integers 0..N-1")
+    if not isinstance(rel, str) or not rel or not isinstance(classname, str):
+        raise DataError(f"{where} is {row!r}; the path and the class name must be strings")
+    return osp.join(path_prefix, rel), label, classname
 
 
 def save_split(
@@ -171,68 +209,141 @@ def save_split(
     log(f"Saved split to {filepath}")
 
 
-# --------------------------------------------------------------------------- cached Datum lists
+# --------------------------------------------------------------------------- caches (JSON, content-keyed)
+#
+# Caches never hold code: they are JSON (a planted file can at worst be wrong, and then it does not match its
+# key). Each is keyed by the content of what it was derived from, so editing a split or caption file, or adding
+# images, invalidates it instead of silently reusing a stale selection. Pickled caches of older versions and of
+# CoOp (*.pkl) are never loaded.
 
 
-def _cache_problem(data: Any, keys: Sequence[str]) -> str | None:
-    """Why a loaded cache cannot be used, or None; also notices image paths that no longer exist."""
-    if not isinstance(data, dict):
-        return f"holds a {type(data).__name__}, not a dict"
-    for key in keys:
-        if key not in data:
-            return f"lacks the {key!r} list"
-    for key, items in data.items():
-        if not isinstance(items, list) or not all(isinstance(item, Datum) for item in items):
-            return f"its {key!r} entry is not a list of Datum"
-        stride = max(1, len(items) // PATH_CHECKS_PER_LIST)
-        for item in items[::stride]:
-            if not osp.isfile(item.impath):
-                return f"lists {item.impath}, which does not exist (was DATASET.ROOT moved?)"
-    return None
+def content_key(*paths: str, extra: Any = None) -> str:
+    """sha256 over the bytes of ``paths`` (in order) and the JSON of ``extra``."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(osp.basename(path).encode() + b"\0")
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    digest.update(json.dumps(extra, sort_keys=True).encode())
+    return digest.hexdigest()
 
 
-def load_cached_lists(filepath: str, keys: Sequence[str]) -> dict[str, list[Datum]] | None:
-    """Load a pickled {name: [Datum]} cache; None (after one log line) when it is absent or unusable."""
+def _read_cache(filepath: str, key: str) -> dict[str, Any] | None:
+    """The cache's JSON when it exists, parses and carries ``key``; otherwise None (with one log line)."""
     if not osp.exists(filepath):
         return None
+    remove_orphan_temp_files(filepath)
     try:
-        with open(filepath, "rb") as f:
-            data = pickle.load(f)
-    except Exception as exc:  # a truncated pickle raises EOFError, UnpicklingError, ValueError, ...
+        with open(filepath, "r", encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:  # truncated or damaged: rebuilt
         log(f"Cache {filepath} is unreadable ({type(exc).__name__}: {exc}); rebuilding it")
         return None
-    problem = _cache_problem(data, keys)
-    if problem is not None:
-        log(f"Cache {filepath} {problem}; rebuilding it")
+    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+        log(f"Cache {filepath} has an unknown format; rebuilding it")
+        return None
+    if data.get("key") != key:
+        log(f"Cache {filepath} was made from other source files (edited since?); rebuilding it")
         return None
     return data
 
 
-def save_cached_lists(filepath: str, data: dict[str, list[Datum]]) -> None:
-    """Pickle the lists atomically; a read-only dataset folder only costs the cache, not the run."""
+def _write_cache(filepath: str, data: dict[str, Any]) -> None:
+    """Write atomically; a read-only dataset folder only costs the cache, not the run."""
+    payload = json.dumps({"format": CACHE_FORMAT, **data}, separators=(",", ":")).encode("utf-8")
     try:
-        atomic_write(filepath, lambda f: pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL))
+        atomic_write(filepath, lambda f: f.write(payload))
     except OSError as exc:
         log(f"Could not write cache {filepath} ({exc}); continuing without it")
 
 
-def load_or_build_fewshot(
-    cache_dir: str, num_shots: int, seed: int, build: Callable[[], tuple[list, list]]
-) -> tuple[list, list]:
-    """Return the cached (train, val) few-shot lists for (num_shots, seed), building and caching them if needed.
+def _note_legacy_pickle(filepath: str) -> None:
+    legacy = osp.splitext(filepath)[0] + ".pkl"
+    if osp.exists(legacy):
+        log(f"Ignoring {legacy}: pickled caches are never loaded (unpickling can run code); {osp.basename(filepath)} "
+            "replaces it")
 
-    The file is ``<cache_dir>/shot_{num_shots}-seed_{seed}.pkl`` as in CoOp, so a CoOp cache is reused
-    (CoOp's ImageNet caches hold no "val" list; that reads as an empty one).
+
+def load_item_lists(filepath: str, key: str, base_dir: str, keys: Sequence[str]) -> dict[str, list[Datum]] | None:
+    """Lists of plain Datum cached by :func:`save_item_lists` under ``key``; None when absent or stale."""
+    data = _read_cache(filepath, key)
+    if data is None:
+        return None
+    try:
+        return {name: [Datum(impath=osp.join(base_dir, rel), label=int(label), classname=str(classname))
+                       for rel, label, classname in data["lists"][name]] for name in keys}
+    except (KeyError, TypeError, ValueError) as exc:
+        log(f"Cache {filepath} is malformed ({type(exc).__name__}: {exc}); rebuilding it")
+        return None
+
+
+def save_item_lists(filepath: str, key: str, base_dir: str, lists: Mapping[str, Sequence[Datum]]) -> None:
+    rows = {name: [[osp.relpath(item.impath, base_dir), item.label, item.classname] for item in items]
+            for name, items in lists.items()}
+    _write_cache(filepath, {"key": key, "lists": rows})
+
+
+def load_or_build_fewshot(
+    cache_dir: str,
+    num_shots: int,
+    seed: int,
+    build: Callable[[], tuple[list, list]],
+    *,
+    source_key: str,
+    pools: Mapping[str, Sequence[Datum]],
+) -> tuple[list, list]:
+    """The (train, val) few-shot lists for (num_shots, seed), from ``<cache_dir>/shot_{K}-seed_{S}.json`` or
+    built by ``build`` and cached there.
+
+    ``build`` returns items taken from ``pools`` (the full lists they are sampled from, in file order); the cache
+    stores each item as (pool, position, path) and is keyed by ``source_key``, the :func:`content_key` of the
+    files the pools were read from (split or caption files), so an edited source invalidates it. Items come
+    back as the very objects of the pools (FDRD's keep their captions).
     """
-    filepath = osp.join(cache_dir, f"shot_{num_shots}-seed_{seed}.pkl")
-    cached = load_cached_lists(filepath, keys=("train",))
+    filepath = osp.join(cache_dir, f"shot_{num_shots}-seed_{seed}.json")
+    key = hashlib.sha256(json.dumps([source_key, num_shots, seed]).encode()).hexdigest()
+    _note_legacy_pickle(filepath)
+    cached = _read_cache(filepath, key)
     if cached is not None:
-        log(f"Loading few-shot data from {filepath}")
-        return cached["train"], cached.get("val", [])
+        lists = _resolve_selection(cached, pools, cache_dir)
+        if lists is not None:
+            log(f"Loading few-shot data from {filepath}")
+            return lists["train"], lists["val"]
+        log(f"Cache {filepath} does not match the dataset's items; rebuilding it")
     train, val = build()
-    save_cached_lists(filepath, {"train": list(train), "val": list(val)})
+    where = {id(item): (name, position) for name, pool in pools.items() for position, item in enumerate(pool)}
+    selection = {}
+    for list_name, items in (("train", train), ("val", val)):
+        try:
+            selection[list_name] = [[*where[id(item)], _relpath(item.impath, cache_dir)] for item in items]
+        except KeyError:
+            raise ValueError(f"load_or_build_fewshot: build() returned an item that is not in pools "
+                             f"{sorted(pools)}") from None
+    _write_cache(filepath, {"key": key, "selection": selection})
     log(f"Saved few-shot data to {filepath}")
-    return train, val
+    return list(train), list(val)
+
+
+def _relpath(impath: str, cache_dir: str) -> str:
+    return osp.relpath(impath, osp.dirname(osp.abspath(cache_dir)))
+
+
+def _resolve_selection(data: dict[str, Any], pools: Mapping[str, Sequence[Datum]], cache_dir: str):
+    """The cached selection as pool items, or None if any entry does not name the same image."""
+    try:
+        lists = {}
+        for list_name in ("train", "val"):
+            items = []
+            for pool_name, position, rel in data["selection"][list_name]:
+                item = pools[pool_name][int(position)]
+                if _relpath(item.impath, cache_dir) != rel:
+                    return None
+                items.append(item)
+            lists[list_name] = items
+        return lists
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
 
 
 # --------------------------------------------------------------------------- few-shot and class subsets
@@ -257,25 +368,43 @@ def fewshot_per_class(data: Sequence[Datum], num_shots: int, rng: random.Random)
 
 
 def fewshot_splits(
-    train: list[Datum], val: list[Datum], num_shots: int, seed: int, cache_dir: str
+    train: list[Datum], val: list[Datum], num_shots: int, seed: int, cache_dir: str, source_key: str
 ) -> tuple[list[Datum], list[Datum]]:
     """CoOp's NUM_SHOTS rule: >=1 keeps that many train and min(shots, 4) val items per class; <=0 keeps all."""
     if num_shots < 1:
         return train, val
 
     def build() -> tuple[list[Datum], list[Datum]]:
-        log(f"Creating a {num_shots}-shot dataset (seed {seed})")
         rng = random.Random(seed)
-        return fewshot_per_class(train, num_shots, rng), fewshot_per_class(val, min(num_shots, MAX_VAL_SHOTS), rng)
+        sampled = fewshot_per_class(train, num_shots, rng), fewshot_per_class(val, min(num_shots, MAX_VAL_SHOTS), rng)
+        log(f"Created a {num_shots}-shot dataset (seed {seed}): {describe_shots(sampled[0], num_shots)} train, "
+            f"{describe_shots(sampled[1], min(num_shots, MAX_VAL_SHOTS))} val images")
+        return sampled
 
-    return load_or_build_fewshot(cache_dir, num_shots, seed, build)
+    return load_or_build_fewshot(cache_dir, num_shots, seed, build, source_key=source_key,
+                                 pools={"train": train, "val": val})
+
+
+def describe_shots(items: Sequence[Datum], num_shots: int) -> str:
+    """"48 (16 per class)", or the real range when some classes have fewer images than asked for."""
+    counts = defaultdict(int)
+    for item in items:
+        counts[item.label] += 1
+    if not counts:
+        return "0"
+    low, high = min(counts.values()), max(counts.values())
+    if low == high == num_shots:
+        return f"{len(items)} ({num_shots} per class)"
+    short = sum(1 for n in counts.values() if n < num_shots)
+    return (f"{len(items)} ({low} to {high} per class: {short} of {len(counts)} classes have fewer than {num_shots} "
+            "and keep all of theirs)")
 
 
 def subsample_classes(*splits: Sequence[Datum], subsample: str = "all") -> tuple[list[Datum], ...]:
     """CoOp's base-to-new protocol: "base" keeps the first half (ceil) of the sorted labels of the first split,
     "new" the rest, relabelled from 0 in every split; "all" returns the splits unchanged."""
     if subsample not in SUBSAMPLE_CHOICES:
-        raise ValueError(f"DATASET.SUBSAMPLE_CLASSES must be one of {SUBSAMPLE_CHOICES}, got {subsample!r}")
+        raise ConfigError(f"DATASET.SUBSAMPLE_CLASSES must be one of {SUBSAMPLE_CHOICES}, got {subsample!r}")
     if subsample == "all":
         return tuple(splits)
     labels = sorted({item.label for item in splits[0]})
@@ -295,13 +424,14 @@ def relabelled(item: Datum, label: int) -> Datum:
 
 
 def apply_coop_protocol(
-    cfg: Any, cache_dir: str, train: list[Datum], val: list[Datum], test: list[Datum]
+    cfg: Any, cache_dir: str, train: list[Datum], val: list[Datum], test: list[Datum], source_key: str
 ) -> tuple[list[Datum], list[Datum], list[Datum]]:
     """Few-shot sampling (DATASET.NUM_SHOTS, SEED), then class subsetting (DATASET.SUBSAMPLE_CLASSES).
 
-    CoOp's order: the few-shot cache holds all classes, so base and new runs share it.
+    CoOp's order: the few-shot cache holds all classes, so base and new runs share it. ``source_key``: the
+    :func:`content_key` of the files train and val were read from (it keys the few-shot cache).
     """
-    train, val = fewshot_splits(train, val, int(cfg.DATASET.NUM_SHOTS), int(cfg.SEED), cache_dir)
+    train, val = fewshot_splits(train, val, int(cfg.DATASET.NUM_SHOTS), int(cfg.SEED), cache_dir, source_key)
     subsample = getattr(cfg.DATASET, "SUBSAMPLE_CLASSES", "all")
     train, val, test = subsample_classes(train, val, test, subsample=subsample)
     return train, val, test
@@ -334,7 +464,8 @@ class CoOpSplitDataset(DatasetBase):
         )
         self.split_fewshot_dir = osp.join(self.dataset_dir, FEWSHOT_DIRNAME)
         train, val, test = read_split(self.split_path, self.image_dir)
-        train, val, test = apply_coop_protocol(cfg, self.split_fewshot_dir, train, val, test)
+        train, val, test = apply_coop_protocol(cfg, self.split_fewshot_dir, train, val, test,
+                                               content_key(self.split_path))
         super().__init__(train_x=train, val=val, test=test)
 
 
@@ -345,37 +476,70 @@ def download_split(dataset_key: str, dst: str, timeout_s: float = 60.0) -> str:
     """Fetch a dataset's CoOp split file (ImageNet: classnames.txt) from Google Drive with gdown.
 
     ``dst`` is a file path or an existing folder. Fails after ``timeout_s`` seconds in all, and never
-    leaves a partial file: gdown writes into a private temp folder and only a complete, parseable file
-    is moved into place.
+    leaves a partial file, nor a folder it created for nothing: gdown writes into a private temp folder
+    and only a complete, parseable file is moved into place. Failures are DataError naming the file.
     """
     if dataset_key not in GDRIVE_FILES:
-        raise ValueError(
+        raise DataError(
             f"No known Google-Drive file for {dataset_key!r} (known: {sorted(GDRIVE_FILES)}); "
             f"fetch its files by hand following CoOp's DATASETS.md ({COOP_DATASETS_MD})"
         )
     filename, file_id = GDRIVE_FILES[dataset_key]
     target = osp.join(dst, filename) if osp.isdir(dst) else dst
     folder = osp.dirname(osp.abspath(target))
+    created = _missing_ancestors(folder)
     os.makedirs(folder, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(prefix=f".{filename}.", dir=folder)
     cancel = threading.Event()
     timer = threading.Timer(timeout_s, cancel.set)
     kwargs = {"id": file_id, "output": osp.join(tmp_dir, filename), "quiet": True}
     kwargs.update(_supported_kwargs(gdown.download, timeout=timeout_s, cancel=cancel))
+    url = f"https://drive.google.com/file/d/{file_id}/view"
     timer.start()
     try:
-        downloaded = gdown.download(**kwargs)
+        try:
+            downloaded = gdown.download(**kwargs)
+        except Exception as err:  # requests' connection errors, gdown's FileURLRetrievalError, ...
+            raise DataError(f"Could not download {filename} for {dataset_key} from {url} ({type(err).__name__}: "
+                            f"{_first_line(err)}). Without network, download it elsewhere and copy it to "
+                            f"{target}.") from None
         if cancel.is_set():
-            raise TimeoutError(f"downloading {filename} took over {timeout_s:.0f} s")
+            raise DataError(f"Downloading {filename} from {url} took over {timeout_s:.0f} s; try again, or download "
+                            f"it by hand to {target}.")
         if not downloaded or not osp.isfile(downloaded):
-            raise RuntimeError(f"gdown returned no file for {filename} (id {file_id})")
+            raise DataError(f"gdown returned no file for {filename} ({url}); download it by hand to {target}.")
         _check_download(downloaded)
         os.replace(downloaded, target)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        for path in reversed(created):  # innermost first; only folders that are still empty
+            try:
+                os.rmdir(path)
+            except OSError:
+                break
+        raise
     finally:
         timer.cancel()
         shutil.rmtree(tmp_dir, ignore_errors=True)
     log(f"Downloaded {filename} to {target}")
     return target
+
+
+def _missing_ancestors(folder: str) -> list[str]:
+    """The folders ``os.makedirs(folder)`` would create, outermost first."""
+    missing = []
+    while folder and not osp.exists(folder):
+        missing.append(folder)
+        parent = osp.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return list(reversed(missing))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else "no details"
 
 
 def _supported_kwargs(function: Callable, **options: Any) -> dict[str, Any]:
@@ -391,8 +555,12 @@ def _check_download(path: str) -> None:
     with open(path, "r", encoding="utf-8", errors="replace") as f:
         text = f.read()
     if path.endswith(".json"):
-        content = json.loads(text)
+        try:
+            content = json.loads(text)
+        except ValueError:
+            content = None
         if not isinstance(content, dict) or not all(key in content for key in SPLIT_KEYS):
-            raise ValueError(f"{osp.basename(path)} from Google Drive is not a CoOp split file")
+            raise DataError(f"{osp.basename(path)} from Google Drive is not a CoOp split file (a quota or login "
+                            "page?); try again later or download it by hand")
     elif not text.strip() or not all(re.match(r"n\d{8} \S", line) for line in text.splitlines() if line.strip()):
-        raise ValueError(f"{osp.basename(path)} from Google Drive is not a '<wnid> <class name>' list")
+        raise DataError(f"{osp.basename(path)} from Google Drive is not a '<wnid> <class name>' list")

@@ -30,7 +30,9 @@ from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
 
 from .coop_split import (
     DatasetNotFoundError,
+    content_key,
     dataset_root,
+    describe_shots,
     fewshot_per_class,
     load_or_build_fewshot,
     require_path,
@@ -238,18 +240,20 @@ class FDRD(DatasetBase):
     def _fewshot(self, train: list[CaptionDatum], num_shots: int, seed: int, root: str,
                  val_per_class: int = 0) -> list[CaptionDatum]:
         """NUM_SHOTS image-caption pairs per class, cached per (shots, seed) in $DATA/fdrd/split_fewshot_<domain>/
-        (``..._val<n>/`` when n pairs per class are held out for validation: another pool, another cache).
-
-        The cache is keyed by (shots, seed) only, as in CoOp: delete the folder after replacing a caption file.
-        """
+        (``..._val<n>/`` when n pairs per class are held out for validation: another pool, another cache),
+        keyed by the content of the class list and the train caption file (an edit rebuilds the selection)."""
         suffix = f"_val{val_per_class}" if val_per_class > 0 else ""
         cache_dir = osp.join(root, "fdrd", f"split_fewshot_{self.spec.name}{suffix}")
 
         def build() -> tuple[list[CaptionDatum], list[CaptionDatum]]:
-            log(f"Creating a {num_shots}-shot {self.spec.name} train set (seed {seed})")
-            return fewshot_per_class(train, num_shots, random.Random(seed)), []
+            sampled = fewshot_per_class(train, num_shots, random.Random(seed))
+            log(f"Created a {num_shots}-shot {self.spec.name} train set (seed {seed}): "
+                f"{describe_shots(sampled, num_shots)} pairs")
+            return sampled, []
 
-        fewshot, _ = load_or_build_fewshot(cache_dir, num_shots, seed, build)
+        source_key = content_key(self._class_file(self.spec, root), self.caption_files["train"])
+        fewshot, _ = load_or_build_fewshot(cache_dir, num_shots, seed, build, source_key=source_key,
+                                           pools={"train": train})
         return list(fewshot)
 
 

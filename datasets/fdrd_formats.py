@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from trainers.errors import DataError
+
 CONTEXT_LENGTH = 77  # CLIP's text context, SOT and EOT included
 SPLITS = ("train", "test")
 
@@ -62,7 +64,7 @@ DOWNLOAD_HINT = "python -m tools.download_fdrd --root <DATASET.ROOT>"
 PACKAGED_META_DIR = Path(__file__).resolve().parent / "fdrd_meta"
 
 
-class FDRDFormatError(ValueError):
+class FDRDFormatError(DataError):
     """A caption, split or meta-category file that cannot be used; the message names the thing and the fix."""
 
 
@@ -276,21 +278,38 @@ def is_placeholder(path: str | Path) -> bool:
 
 
 def load_json(path: str | Path, what: str) -> Any:
-    """Read JSON, turning syntax errors into one message with the file, line and column."""
+    """Read JSON, turning syntax errors, non-UTF-8 bytes and repeated keys into one message naming the file."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FDRDFormatError(
+            f"{path} ({what}) is not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 4]!r}); "
+            "re-save it as UTF-8 or fetch it again"
+        ) from None
     if not text.strip():
         raise FDRDFormatError(
             f"{path} ({what}) is empty: an upstream placeholder rather than the data; "
             f"fetch the real file with `{DOWNLOAD_HINT}`"
         )
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path, what))
     except json.JSONDecodeError as exc:
         raise FDRDFormatError(
             f"{path} ({what}) is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}; "
             f"repair the file or fetch it again with `{DOWNLOAD_HINT}`"
         ) from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]], path: Path, what: str) -> dict[str, Any]:
+    """A JSON object as a dict; a repeated key (whose later entry would silently replace the earlier) is an error."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise FDRDFormatError(f"{path} ({what}) has the key {key!r} twice, so one entry would silently replace "
+                                  "the other; remove or rename one of them")
+        data[key] = value
+    return data
 
 
 def caption_file_candidates(caption_dir: str | Path, spec: DomainSpec, split: str) -> list[Path]:
@@ -385,7 +404,12 @@ def parse_caption_entries(
         if not isinstance(entry, dict):
             raise FDRDFormatError(f"{source}: entry {key!r} is a {type(entry).__name__}, not an object")
         caption = entry.get("positive")
-        if not isinstance(caption, str) or not caption.strip():
+        if caption is not None and not isinstance(caption, str):
+            raise FDRDFormatError(
+                f"{source}: entry {key!r} has a caption ('positive') that is a {type(caption).__name__} "
+                f"({caption!r}), not text; write the caption as a JSON string or remove the entry"
+            )
+        if caption is None or not caption.strip():
             raise FDRDFormatError(
                 f"{source}: entry {key!r} has no caption (field 'positive' is missing or empty); "
                 "add the caption or remove the entry"

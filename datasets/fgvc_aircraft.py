@@ -6,7 +6,10 @@ from typing import Any
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum, DatasetBase
 
-from .coop_split import FEWSHOT_DIRNAME, apply_coop_protocol, check_classes, dataset_root, require_path
+from trainers.errors import DataError
+
+from .coop_split import (FEWSHOT_DIRNAME, apply_coop_protocol, check_classes, content_key, dataset_root,
+                         require_path)
 
 SPLITS = ("train", "val", "test")
 
@@ -35,8 +38,9 @@ class FGVCAircraft(DatasetBase):
 
         splits = {split: self.read_split_file(split, label_of, how) for split in SPLITS}
         check_classes(splits, osp.join(self.dataset_dir, "images_variant_{train,val,test}.txt"))
+        sources = [variants_file] + [osp.join(self.dataset_dir, f"images_variant_{split}.txt") for split in SPLITS]
         train, val, test = apply_coop_protocol(
-            cfg, self.split_fewshot_dir, splits["train"], splits["val"], splits["test"]
+            cfg, self.split_fewshot_dir, splits["train"], splits["val"], splits["test"], content_key(*sources)
         )
         super().__init__(train_x=train, val=val, test=test)
 
@@ -46,13 +50,13 @@ class FGVCAircraft(DatasetBase):
             osp.join(self.dataset_dir, f"images_variant_{split}.txt"), f"FGVCAircraft {split} split file", how
         )
         items = []
-        with open(filepath, "r") as f:
+        with open(filepath, "r", encoding="utf-8") as f:
             for line_no, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
                 image_id, _, classname = line.strip().partition(" ")
                 if classname not in label_of:
-                    raise ValueError(f"{filepath}:{line_no}: variant {classname!r} is not in variants.txt")
+                    raise DataError(f"{filepath}:{line_no}: variant {classname!r} is not in variants.txt")
                 impath = require_path(
                     osp.join(self.image_dir, f"{image_id}.jpg"), f"image listed at {filepath}:{line_no}", how
                 )

@@ -8,14 +8,18 @@ from typing import Any, Sequence
 from dassl.data.datasets import DATASET_REGISTRY, Datum, DatasetBase
 from dassl.utils import listdir_nohidden
 
+from trainers.errors import DataError
+
 from .coop_split import (
     FEWSHOT_DIRNAME,
     apply_coop_protocol,
     check_classes,
+    content_key,
     dataset_root,
-    load_cached_lists,
+    load_item_lists,
+    log,
     require_path,
-    save_cached_lists,
+    save_item_lists,
     split_file_how,
 )
 
@@ -23,7 +27,7 @@ from .coop_split import (
 def read_imagenet_classnames(filepath: str) -> dict[str, str]:
     """``<wnid> <class name>`` lines -> {wnid: class name}, in file order (= ImageNet label order)."""
     classnames: dict[str, str] = {}
-    with open(filepath, "r") as f:
+    with open(filepath, "r", encoding="utf-8") as f:
         for line in f:
             wnid, _, classname = line.strip().partition(" ")
             if wnid:
@@ -52,14 +56,16 @@ def name_wnid_folders(folders: Sequence[str], classnames: dict[str, str], source
     """Pair each wnid folder with its class name; an unknown wnid is an error naming the folder."""
     unknown = [folder for folder in folders if folder not in classnames]
     if unknown:
-        raise ValueError(f"{source}: folders {unknown[:5]} are not wnids listed in classnames.txt")
+        raise DataError(f"{source}: folders {unknown[:5]} are not wnids listed in classnames.txt")
     return [(folder, classnames[folder]) for folder in folders]
 
 
 @DATASET_REGISTRY.register()
 class ImageNet(DatasetBase):
     """Labels follow the sorted wnid folders of images/train (as CoOp); the parsed lists are cached in
-    ``preprocessed.pkl`` because listing 1.28M files takes minutes. NUM_SHOTS applies to train only."""
+    ``preprocessed.json`` because listing 1.28M files takes minutes, keyed by classnames.txt and the
+    modification times of the class folders (adding or removing an image changes its folder's). NUM_SHOTS
+    applies to train only."""
 
     dataset_dir = "imagenet"
     images_how = (
@@ -72,32 +78,43 @@ class ImageNet(DatasetBase):
         how = self.images_how.format(root=root)
         self.dataset_dir = require_path(osp.join(root, type(self).dataset_dir), "ImageNet dataset folder", how)
         self.image_dir = osp.join(self.dataset_dir, "images")
-        self.preprocessed = osp.join(self.dataset_dir, "preprocessed.pkl")
+        self.preprocessed = osp.join(self.dataset_dir, "preprocessed.json")
         self.split_fewshot_dir = osp.join(self.dataset_dir, FEWSHOT_DIRNAME)
-
-        cached = load_cached_lists(self.preprocessed, keys=("train", "test"))
-        if cached is None:
-            cached = self.read_folders(how)
-            save_cached_lists(self.preprocessed, cached)
-        train, test = cached["train"], cached["test"]
-
-        train, _, test = apply_coop_protocol(cfg, self.split_fewshot_dir, train, [], test)
-        super().__init__(train_x=train, val=test, test=test)
-
-    def read_folders(self, how: str) -> dict[str, list[Datum]]:
-        """Read images/train and images/val; both must hold the same wnid folders so labels agree."""
         classnames_file = require_path(
             osp.join(self.dataset_dir, "classnames.txt"),
             "ImageNet classnames.txt",
             split_file_how("ImageNet", self.dataset_dir),
         )
+        key = content_key(classnames_file, extra=self.folder_stamps(how))
+        cached = load_item_lists(self.preprocessed, key, self.image_dir, keys=("train", "test"))
+        if cached is None:
+            cached = self.read_folders(classnames_file, how)
+            save_item_lists(self.preprocessed, key, self.image_dir, cached)
+            log(f"Saved the image lists to {self.preprocessed}")
+        train, test = cached["train"], cached["test"]
+
+        train, _, test = apply_coop_protocol(cfg, self.split_fewshot_dir, train, [], test, key)
+        super().__init__(train_x=train, val=test, test=test)
+
+    def folder_stamps(self, how: str) -> dict[str, list]:
+        """(name, mtime) of every class folder of images/train and images/val: cheap to list, and changed
+        whenever an image is added to or removed from the folder."""
+        stamps = {}
+        for split in ("train", "val"):
+            split_dir = require_path(osp.join(self.image_dir, split), f"ImageNet {split} folder", how)
+            stamps[split] = [[entry.name, entry.stat().st_mtime_ns] for entry in sorted(os.scandir(split_dir),
+                             key=lambda e: e.name) if entry.is_dir() and not entry.name.startswith(".")]
+        return stamps
+
+    def read_folders(self, classnames_file: str, how: str) -> dict[str, list[Datum]]:
+        """Read images/train and images/val; both must hold the same wnid folders so labels agree."""
         classnames = read_imagenet_classnames(classnames_file)
         folders = {}
         for split in ("train", "val"):
             split_dir = require_path(osp.join(self.image_dir, split), f"ImageNet {split} folder", how)
             folders[split] = subfolders(split_dir)
         if folders["train"] != folders["val"]:
-            raise ValueError(
+            raise DataError(
                 f"{self.image_dir}: train has {len(folders['train'])} wnid folders and val {len(folders['val'])}, "
                 "or they differ; val must be sorted into the same wnid folders as train"
             )

@@ -1,8 +1,10 @@
 """Shared fixtures: tiny CLIP checkpoints built at test time (never downloaded)."""
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -20,10 +22,27 @@ SHARED_FDRD = ROOT.parent / "shared" / "fdrd"
 # model hub cache; every other cache of the runs started by the tests stays in a temporary folder.
 DEMO_ASSETS_DIR = Path(os.environ.get("DEMO_ASSETS_DIR") or Path(
     os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "prompt-clip" / "demo-assets")
-os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="prompt-clip-test-cache-")
+# Everything a test session writes to a temp folder (pytest's tmp_path, the runs' caches, temp folders made
+# by the code under test or by the subprocesses it starts) lands in one folder, removed when the session ends,
+# so the suite leaves nothing in /tmp. KEEP_TEST_TMP=1 keeps it for debugging.
+SESSION_TMP = tempfile.mkdtemp(prefix="prompt-clip-tests-")
+os.environ["TMPDIR"] = tempfile.tempdir = SESSION_TMP
+os.environ["XDG_CACHE_HOME"] = os.path.join(SESSION_TMP, "cache")
 HAS_DASSL = importlib.util.find_spec("dassl") is not None
 
 requires_dassl = pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed (make install DASSL_SRC=...)")
+
+
+def _remove_session_tmp() -> None:
+    if os.environ.get("KEEP_TEST_TMP") != "1":
+        shutil.rmtree(SESSION_TMP, ignore_errors=True)
+
+
+def pytest_unconfigure(config):
+    _remove_session_tmp()
+
+
+atexit.register(_remove_session_tmp)  # also when a script imports this module outside pytest
 
 
 def tiny_clip_model(seed: int = 0, image_resolution: int = 32, embed_dim: int = 32, layers: int = 2):

@@ -1,11 +1,14 @@
 """CLIP loading (file, TorchScript, offline Hub cache), prompted encoders vs CLIP's own forward, precision."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from conftest import tiny_clip_model
 
 from trainers.backbone.loading import HUB_FILENAME, HUB_REPOS, CLIPWeightsNotFoundError, load_clip
+from trainers.errors import BackboneError
 from trainers.backbone.precision import cast_clip_weights, resolve_precision
 from trainers.backbone.text_encoder import EOT_TOKEN, SOT_TOKEN, PromptedTextEncoder, tokenize
 from trainers.backbone.vision_encoder import PromptedVisionEncoder, expand_prompts
@@ -22,9 +25,54 @@ def test_load_state_dict_file(tiny_clip_state_dict_path):
     assert model.visual.conv1.weight.dtype == torch.float32
 
 
-def test_load_torchscript_archive(tiny_clip_jit_path):
-    model = load_clip(str(tiny_clip_jit_path))
+def test_torchscript_archive_needs_explicit_opt_in(tiny_clip_jit_path, capsys):
+    with pytest.raises(BackboneError, match="TorchScript archive.*MODEL.ALLOW_UNSAFE_LOAD True"):
+        load_clip(str(tiny_clip_jit_path))
+    model = load_clip(str(tiny_clip_jit_path), allow_unsafe=True)
     assert _same_weights(model, tiny_clip_model())
+    assert "torch.jit.load because MODEL.ALLOW_UNSAFE_LOAD is True" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "is empty (0 bytes)"),
+    (b"not a checkpoint at all, just text\n", "is not a PyTorch file"),
+    (b"PK\x03\x04" + bytes(100), "truncated zip archive"),
+    (b"\x80\x04\x95" + bytes(20), "plain Python pickle"),
+])
+def test_backbone_file_that_is_not_a_checkpoint(tmp_path, content, message):
+    path = tmp_path / "weights.pt"
+    path.write_bytes(content)
+    with pytest.raises(BackboneError, match=re.escape(message)) as info:
+        load_clip(str(path), allow_unsafe=True)  # never unpickled, even with the opt-in
+    assert str(path) in str(info.value) and "pickled Python objects" not in str(info.value)
+
+
+def test_backbone_state_dict_of_another_model(tmp_path):
+    path = tmp_path / "resnet.pt"
+    torch.save({"conv.weight": torch.zeros(2, 3)}, path)
+    with pytest.raises(BackboneError, match="is not an OpenAI-CLIP state dict"):
+        load_clip(str(path))
+
+
+def test_openai_name_without_network_fails_fast_naming_every_source(tmp_path, monkeypatch):
+    import socket
+    import time
+
+    import trainers.backbone.loading as loading
+
+    def no_network(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(loading, "_from_hub", lambda *a: pytest.fail("the Hub is unreachable: no download attempt"))
+    start = time.monotonic()
+    with pytest.raises(CLIPWeightsNotFoundError) as info:
+        load_clip("ViT-B/32", cache_dir=tmp_path)
+    assert time.monotonic() - start < 5
+    msg = str(info.value)
+    assert "ViT-B-32.pt (not present)" in msg and HUB_REPOS["ViT-B/32"] in msg and "unreachable" in msg
+    assert "openaipublic" in msg and str(tmp_path / "ViT-B-32.pt") in msg
 
 
 def _fake_hub_cache(root, repo: str, payload_path):

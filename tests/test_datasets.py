@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import random
+import socket
 from collections import Counter
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def test_fewshot_counts_and_cache_reuse(pets_root, capsys, num_shots, val_shots)
     assert per_class(dataset.train_x) == {label: num_shots for label in range(5)}
     assert per_class(dataset.val) == {label: val_shots for label in range(5)}
     assert len(dataset.test) == 10  # the test split is never few-shot
-    cache = pets_root / "oxford_pets" / "split_fewshot" / f"shot_{num_shots}-seed_3.pkl"
+    cache = pets_root / "oxford_pets" / "split_fewshot" / f"shot_{num_shots}-seed_3.json"
     assert cache.is_file()
     mtime = cache.stat().st_mtime_ns
     capsys.readouterr()
@@ -131,7 +132,7 @@ def test_fewshot_counts_and_cache_reuse(pets_root, capsys, num_shots, val_shots)
 def test_fewshot_depends_on_seed_not_on_global_random_state(pets_root):
     random.seed(0)
     first = build(pets_root, "OxfordPets", num_shots=2, seed=7)
-    (pets_root / "oxford_pets" / "split_fewshot" / "shot_2-seed_7.pkl").unlink()
+    (pets_root / "oxford_pets" / "split_fewshot" / "shot_2-seed_7.json").unlink()
     random.seed(12345)
     rebuilt = build(pets_root, "OxfordPets", num_shots=2, seed=7)
     other_seed = build(pets_root, "OxfordPets", num_shots=2, seed=8)
@@ -156,12 +157,12 @@ def test_nonpositive_shots_mean_full_split_and_no_cache(pets_root):
     for num_shots in (0, -1):
         dataset = build(pets_root, "OxfordPets", num_shots=num_shots)
         assert (len(dataset.train_x), len(dataset.val)) == (30, 25)
-    assert not list((pets_root / "oxford_pets").glob("split_fewshot/*.pkl"))
+    assert not list((pets_root / "oxford_pets").glob("split_fewshot/*"))
 
 
 def test_truncated_cache_is_reported_once_and_rebuilt(pets_root, capsys):
     first = build(pets_root, "OxfordPets", num_shots=2, seed=1)
-    cache = pets_root / "oxford_pets" / "split_fewshot" / "shot_2-seed_1.pkl"
+    cache = pets_root / "oxford_pets" / "split_fewshot" / "shot_2-seed_1.json"
     cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
     capsys.readouterr()
 
@@ -169,45 +170,92 @@ def test_truncated_cache_is_reported_once_and_rebuilt(pets_root, capsys):
     complaints = [line for line in capsys.readouterr().out.splitlines() if "rebuilding" in line]
     assert len(complaints) == 1 and str(cache) in complaints[0]
     assert paths(rebuilt.train_x) == paths(first.train_x)
-    with open(cache, "rb") as f:
-        assert paths(pickle.load(f)["train"]) == paths(first.train_x)
+    selection = json.loads(cache.read_text())["selection"]
+    assert [os.path.basename(rel) for _, _, rel in selection["train"]] == [os.path.basename(p)
+                                                                           for p in paths(first.train_x)]
 
 
-def test_cache_with_wrong_content_or_moved_images_is_rebuilt(tmp_path, capsys):
-    image = write_image(tmp_path / "a.jpg")
-    fresh = ([Datum(impath=str(image), label=0, classname="a")], [])
+def test_editing_the_split_file_invalidates_the_fewshot_cache(pets_root, capsys):
+    """The cache is keyed by the split file's content: renamed classes and removed images never train stale."""
+    build(pets_root, "OxfordPets", num_shots=2, seed=1)
+    split_path = pets_root / "oxford_pets" / "split_zhou_OxfordPets.json"
+    split = json.loads(split_path.read_text())
+    for key in split:
+        split[key] = [[rel, label, "persian" if name == "abyssinian" else name] for rel, label, name in split[key]]
+    split["train"] = [row for row in split["train"] if row[0] != "class_001/train_0.jpg"]
+    split_path.write_text(json.dumps(split))
+    capsys.readouterr()
+    edited = build(pets_root, "OxfordPets", num_shots=2, seed=1)
+    assert "made from other source files" in capsys.readouterr().out
+    assert {item.classname for item in edited.train_x if item.label == 0} == {"persian"}
+    assert not any(p.endswith(os.path.join("class_001", "train_0.jpg")) for p in paths(edited.train_x))
+
+
+def _items(tmp_path, n=3):
+    return [Datum(impath=str(write_image(tmp_path / f"img{i}.jpg", shade=i)), label=0, classname="a") for i in range(n)]
+
+
+def test_cache_with_wrong_content_or_other_key_is_rebuilt(tmp_path, capsys):
+    pool = _items(tmp_path)
     cache_dir = tmp_path / "split_fewshot"
     cache_dir.mkdir()
-    cache = cache_dir / "shot_1-seed_0.pkl"
-    gone = write_image(tmp_path / "gone.jpg")
-    stale = [Datum(impath=str(gone), label=0, classname="a")]
-    gone.unlink()
-    for bad in (["not", "a", "dict"], {"val": []}, {"train": stale, "val": []}):
-        cache.write_bytes(pickle.dumps(bad))
-        train, _ = load_or_build_fewshot(str(cache_dir), 1, 0, lambda: fresh)
-        assert paths(train) == [str(image)]
-        assert "rebuilding" in capsys.readouterr().out
+    cache = cache_dir / "shot_1-seed_0.json"
+
+    def load(key="k"):
+        return load_or_build_fewshot(str(cache_dir), 1, 0, lambda: ([pool[2]], []), source_key=key,
+                                     pools={"train": pool})
+
+    load()
+    good = json.loads(cache.read_text())
+    moved = {**good, "selection": {"train": [["train", 1, "img2.jpg"]], "val": []}}  # position and path disagree
+    for bad in (["not", "a", "dict"], {"format": 99}, moved):
+        cache.write_text(json.dumps(bad))
+        train, _ = load()
+        assert paths(train) == [pool[2].impath] and "rebuilding" in capsys.readouterr().out
+    train, _ = load(key="another source")
+    assert "made from other source files" in capsys.readouterr().out
 
 
-def test_coop_imagenet_cache_without_val_is_accepted(tmp_path):
-    image = write_image(tmp_path / "a.jpg")
-    (tmp_path / "shot_1-seed_0.pkl").write_bytes(pickle.dumps({"train": [Datum(impath=str(image))]}))
-    train, val = load_or_build_fewshot(str(tmp_path), 1, 0, lambda: pytest.fail("cache should be reused"))
-    assert paths(train) == [str(image)] and val == []
+def test_planted_pickle_cache_is_never_loaded(tmp_path, capsys):
+    """Caches are JSON: a .pkl in the cache folder (CoOp's format, or an attacker's) is never unpickled."""
+    marker = tmp_path / "executed"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "shot_1-seed_0.pkl").write_bytes(pickle.dumps(Payload()))
+    pool = _items(tmp_path, 1)
+    train, val = load_or_build_fewshot(str(tmp_path), 1, 0, lambda: (pool, []), source_key="k", pools={"train": pool})
+    assert paths(train) == paths(pool) and val == [] and not marker.exists()
+    assert "pickled caches are never loaded" in capsys.readouterr().out
 
 
 def test_cache_write_is_atomic(tmp_path, monkeypatch):
     """A crash before the rename leaves neither a cache file nor a temp file."""
-    image = write_image(tmp_path / "a.jpg")
-    built = ([Datum(impath=str(image))], [])
+    pool = _items(tmp_path, 1)
 
     def crash(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(coop_split.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
-        load_or_build_fewshot(str(tmp_path / "cache"), 1, 0, lambda: built)
+        load_or_build_fewshot(str(tmp_path / "cache"), 1, 0, lambda: (pool, []), source_key="k", pools={"train": pool})
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_orphan_temp_files_of_killed_writes_are_removed(pets_root):
+    """A SIGKILL before the rename leaves a hidden temp file; the next run removes it, unless its writer lives."""
+    folder = pets_root / "oxford_pets" / "split_fewshot"
+    folder.mkdir()
+    host = "".join(c if c.isalnum() or c == "_" else "_" for c in socket.gethostname())
+    dead = folder / f".shot_2-seed_1.json.{host}-{2 ** 22 + 12345}.a1b2c3.tmp"  # above Linux's pid_max default
+    alive = folder / f".shot_2-seed_1.json.{host}-{os.getppid()}.d4e5f6.tmp"
+    dead.write_text("half")
+    alive.write_text("being written")
+    build(pets_root, "OxfordPets", num_shots=2, seed=1)
+    assert not dead.exists() and alive.exists()
+    assert (folder / "shot_2-seed_1.json").is_file()
 
 
 @pytest.mark.parametrize(
@@ -267,14 +315,47 @@ def test_missing_image_listed_in_split_is_named(pets_root):
     assert str(missing) in str(error.value)
 
 
-def test_empty_class_in_a_split_names_class_and_file(pets_root):
+def test_empty_train_class_names_class_and_file(pets_root):
+    split_path = pets_root / "oxford_pets" / "split_zhou_OxfordPets.json"
+    split = json.loads(split_path.read_text())
+    split["train"] = [row for row in split["train"] if row[2] != "boxer"]
+    split_path.write_text(json.dumps(split))
+    with pytest.raises(EmptyClassError) as error:
+        build(pets_root, "OxfordPets")
+    assert "'boxer'" in str(error.value) and str(split_path) in str(error.value) and "train" in str(error.value)
+
+
+def test_class_without_val_images_warns_and_builds(pets_root, capsys):
+    """Dassl accepts it and CoOp's protocol does not use val: a warning, not an error."""
     split_path = pets_root / "oxford_pets" / "split_zhou_OxfordPets.json"
     split = json.loads(split_path.read_text())
     split["val"] = [row for row in split["val"] if row[2] != "boxer"]
     split_path.write_text(json.dumps(split))
-    with pytest.raises(EmptyClassError) as error:
+    dataset = build(pets_root, "OxfordPets", num_shots=2)
+    assert "boxer" not in {item.classname for item in dataset.val} and dataset.num_classes == 5
+    out = capsys.readouterr().out
+    assert "Warning" in out and "'boxer'" in out and "val split" in out
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"train": [["class_000/train_0.jpg", 0, "abyssinian"]', "is not valid JSON"),
+    ('{"train": [["class_000/train_0.jpg", 0]], "val": [], "test": []}', "train row 0"),
+    ('{"train": [["class_000/train_0.jpg", "zero", "abyssinian"]], "val": [], "test": []}', "label 'zero'"),
+    ('[1, 2, 3]', "not a list"),
+])
+def test_malformed_split_file_names_file_and_row(pets_root, content, message):
+    split_path = pets_root / "oxford_pets" / "split_zhou_OxfordPets.json"
+    split_path.write_text(content)
+    with pytest.raises(coop_split.DataError, match=message) as error:
         build(pets_root, "OxfordPets")
-    assert "'boxer'" in str(error.value) and str(split_path) in str(error.value) and "val" in str(error.value)
+    assert str(split_path) in str(error.value)
+
+
+def test_fewshot_larger_than_a_class_logs_the_real_counts(pets_root, capsys):
+    dataset = build(pets_root, "OxfordPets", num_shots=100)
+    assert per_class(dataset.train_x) == {label: 6 for label in range(5)}
+    out = capsys.readouterr().out
+    assert "Created a 100-shot dataset" in out and "30 (6 to 6 per class: 5 of 5 classes have fewer than 100" in out
 
 
 def test_save_split_round_trips_and_writes_relative_paths(pets_root, tmp_path):
@@ -299,7 +380,7 @@ def test_fgvc_aircraft_reads_variant_txt_files(tmp_path):
     fewshot = build(tmp_path, "FGVCAircraft", num_shots=5, seed=2)
     assert per_class(fewshot.train_x) == {label: 5 for label in range(4)}
     assert per_class(fewshot.val) == {label: 3 for label in range(4)}  # only 3 val images per class exist
-    assert (tmp_path / "fgvc_aircraft" / "split_fewshot" / "shot_5-seed_2.pkl").is_file()
+    assert (tmp_path / "fgvc_aircraft" / "split_fewshot" / "shot_5-seed_2.json").is_file()
 
 
 def test_fgvc_aircraft_unknown_variant_is_named(tmp_path):
@@ -316,13 +397,19 @@ def test_imagenet_reads_classnames_and_caches_preprocessed(tmp_path):
     assert dataset.classnames == list(IMAGENET_CLASSES.values())
     assert per_class(dataset.train_x) == {label: 2 for label in range(4)}
     assert len(dataset.test) == 12 and dataset.val is dataset.test  # CoOp: val set doubles as test set
-    assert (folder / "preprocessed.pkl").is_file()
-    assert (folder / "split_fewshot" / "shot_2-seed_1.pkl").is_file()
+    assert (folder / "preprocessed.json").is_file()
+    assert (folder / "split_fewshot" / "shot_2-seed_1.json").is_file()
 
-    (folder / "classnames.txt").unlink()  # only the cache can supply the class names now
     cached = build(tmp_path, "ImageNet", subsample="new")
     assert cached.classnames == ["great white shark", "tiger shark"]
     assert len(cached.train_x) == 12 and len(cached.test) == 6
+
+    # a new image changes its folder's mtime, which keys the cached lists
+    extra = folder / "images" / "train" / "n01440764" / "n01440764_new.JPEG"
+    write_image(extra)
+    os.utime(extra.parent, ns=(extra.parent.stat().st_atime_ns, extra.parent.stat().st_mtime_ns + 10 ** 9))
+    grown = build(tmp_path, "ImageNet")
+    assert str(extra) in paths(grown.train_x) and len(grown.train_x) == 25
 
 
 def test_imagenet_needs_val_in_wnid_folders(tmp_path):

@@ -36,7 +36,7 @@ def test_layer_split_for_bottomlimit(bottom, vpt, cavpt):
 
 def test_layer_split_rejects_out_of_range():
     from trainers.dpt import layer_split
-    from trainers.engine.errors import ConfigError
+    from trainers.errors import ConfigError
 
     for bad in (0, 13):
         with pytest.raises(ConfigError, match="BOTTOMLIMIT"):
@@ -177,7 +177,7 @@ def test_official_precision_key_is_honoured_and_the_method_key_wins(trainer):
     from dassl.engine import TRAINER_REGISTRY
 
     import trainers  # noqa: F401
-    from trainers.engine.errors import ConfigError
+    from trainers.errors import ConfigError
 
     cls = TRAINER_REGISTRY.get(trainer)
     own = f"TRAINER.{trainer}.PREC"

@@ -121,6 +121,23 @@ def test_bad_input_messages(tmp_path):
         parse_caption_entries({"banded_0001.jpg": {"class_name": "banded", "positive": " "}}, spec, ["banded"], "f")
     with pytest.raises(FDRDFormatError, match="class 'zigzag'.*not one of"):
         parse_caption_entries({"zigzag_0001.jpg": {"class_name": "zigzag", "positive": "p"}}, spec, ["banded"], "f")
+    with pytest.raises(FDRDFormatError, match=r"'banded_0001.jpg' has a caption \('positive'\) that is a int \(42\)"):
+        parse_caption_entries({"banded_0001.jpg": {"class_name": "banded", "positive": 42}}, spec, ["banded"], "f")
+
+
+def test_repeated_key_and_non_utf8_file_are_reported(tmp_path):
+    spec = DOMAINS["dtd"]
+    repeated = tmp_path / "inter_dtd_train.json"
+    repeated.write_text('{"banded_0001.jpg": {"class_name": "banded", "positive": "first"},\n'
+                        ' "banded_0001.jpg": {"class_name": "banded", "positive": "second"}}')
+    with pytest.raises(FDRDFormatError, match="has the key 'banded_0001.jpg' twice") as error:
+        parse_caption_file(repeated, spec, ["banded"])
+    assert str(repeated) in str(error.value)
+    latin1 = tmp_path / "inter_dtd_test.json"
+    latin1.write_bytes('{"banded_0001.jpg": {"class_name": "banded", "positive": "caf\u00e9"}}'.encode("latin-1"))
+    with pytest.raises(FDRDFormatError, match="is not UTF-8 text") as error:
+        parse_caption_file(latin1, spec, ["banded"])
+    assert str(latin1) in str(error.value)
 
 
 # ---- the Dassl dataset on generated data --------------------------------------------------------
@@ -157,18 +174,29 @@ def test_dataset_items_labels_captions_negatives(tmp_path, fmt, domain):
 
 
 @needs_dassl
-def test_fewshot_pairs_per_class_cached(tmp_path):
+def test_fewshot_pairs_per_class_cached(tmp_path, capsys):
     from fake_fdrd import make_fake_fdrd
 
     make_fake_fdrd(tmp_path, domain="dtd", classes=3, train_per_class=5, test_per_class=2)
     first = build(tmp_path, "dtd", NUM_SHOTS=2)
     counts = {label: sum(d.label == label for d in first.train_x) for label in range(3)}
     assert counts == {0: 2, 1: 2, 2: 2} and len(first.test) == 6  # the test split stays complete
-    cache = tmp_path / "fdrd" / "split_fewshot_dtd" / "shot_2-seed_1.pkl"
+    cache = tmp_path / "fdrd" / "split_fewshot_dtd" / "shot_2-seed_1.json"
     assert cache.is_file()
     second = build(tmp_path, "dtd", NUM_SHOTS=2)
     assert [d.impath for d in second.train_x] == [d.impath for d in first.train_x]
-    assert all(hasattr(d, "caption") for d in second.train_x)
+    assert [d.caption for d in second.train_x] == [d.caption for d in first.train_x]
+
+    # an edited caption file invalidates the cache: the new captions train, not the cached ones
+    train_json = tmp_path / "fdrd" / "inter_dtd_train.json"
+    entries = json.loads(train_json.read_text())
+    for entry in entries.values():
+        entry["positive"] = "edited " + entry["positive"]
+    train_json.write_text(json.dumps(entries))
+    capsys.readouterr()
+    edited = build(tmp_path, "dtd", NUM_SHOTS=2)
+    assert "made from other source files" in capsys.readouterr().out
+    assert all(d.caption.startswith("edited ") for d in edited.train_x)
 
 
 @needs_dassl

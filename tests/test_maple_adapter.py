@@ -96,7 +96,7 @@ def test_maple_init_words_only_up_to_four_tokens(n_ctx, init_words):
 
 
 def test_maple_shallow_and_invalid_depth():
-    from trainers.engine.errors import ConfigError
+    from trainers.errors import ConfigError
     from trainers.maple import CoupledPromptCLIP
 
     shallow = CoupledPromptCLIP(tiny_clip_model(), CLASSES, depth=1)

@@ -92,7 +92,7 @@ def test_dcar_trains_decreases_loss_and_round_trips(fdrd_root, tiny_clip_state_d
 
 def test_missing_caption_file_fails_before_model_with_clear_message(tmp_path, tiny_clip_state_dict_path):
     proc = run_train(*retrieval_args(tmp_path, tiny_clip_state_dict_path, tmp_path / "out", "DCAR", "vit_b32", "sun397"),
-                     check=False)
+                     "TRAINER.DCAR.PROMPT_DEPTH", "2", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "sun397" in proc.stderr.lower() and "Building DCAR" not in proc.stdout
 

@@ -21,7 +21,7 @@ if not __package__:  # started as a file: the imports below need the repository 
     print("error: run this tool from the repository root as a module: python -m tools.download_fdrd ...", file=sys.stderr)
     sys.exit(2)
 
-from datasets.atomic_io import atomic_write
+from trainers.atomic_io import atomic_write
 
 REPOSITORY = "wyf202322/DCAR"
 RAW_URL = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"

@@ -1,7 +1,7 @@
 """Convert a checkpoint of a method's official code into this project's layout, for ``train.py --eval-only``.
 
 Usage:
-    python tools/import_checkpoint.py --from coop SRC DST [--epoch N | --epoch best]
+    python -m tools.import_checkpoint --from coop SRC DST [--epoch N | --epoch best]
 
 SRC is the official run's output folder (the one holding ``prompt_learner/``, ``MultiModalPromptLearner/``,
 ``clip_adapter/`` or ``image_encoder.transformer.*/``); DST becomes a model folder of ours. By default the model
@@ -18,8 +18,10 @@ import shlex
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not __package__:  # started as a file: the imports below need the repository root, as `python -m` gives
+    print("error: run this tool from the repository root as a module: python -m tools.import_checkpoint ...",
+          file=sys.stderr)
+    sys.exit(2)
 
 IMPORT_RECORD = "imported_from.json"
 
@@ -55,7 +57,8 @@ def format_value(value) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainers.engine.checkpoint import CheckpointError, atomic_write_text
+    from trainers.atomic_io import atomic_write_text
+    from trainers.errors import CheckpointError
     from trainers.engine.official_checkpoints import import_official
 
     layouts = official_layouts()
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         epoch = int(epoch)
     trainer, layout = layouts[args.method]
     try:
-        converted, filename = import_official(layout, args.src, args.dst, epoch)
+        converted, filename = import_official(layout, args.src, args.dst, epoch, trainer)
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .errors import ConfigError
+
 __all__ = ["ResidualAdapter"]
 
 
@@ -24,9 +26,9 @@ class ResidualAdapter(nn.Module):
     def __init__(self, dim: int, reduction: int = 4, ratio: float = 0.2) -> None:
         super().__init__()
         if dim % reduction != 0:
-            raise ValueError(f"dim ({dim}) must be divisible by reduction ({reduction})")
+            raise ConfigError(f"The adapter's REDUCTION ({reduction}) must divide the feature dimension ({dim})")
         if not 0.0 <= ratio <= 1.0:
-            raise ValueError(f"ratio must be in [0, 1], got {ratio}")
+            raise ConfigError(f"The adapter's RATIO must be in [0, 1], got {ratio}")
         self.ratio = ratio
         hidden = dim // reduction
         self.fc = nn.Sequential(

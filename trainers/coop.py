@@ -13,7 +13,7 @@ from torch import nn
 from .backbone.prompted_clip import PromptedCLIP
 from .backbone.text_encoder import count_bpe_tokens, tokenize
 from .engine.config import set_defaults
-from .engine.errors import ConfigError
+from .errors import ConfigError
 from .engine.official_checkpoints import ConvertedCheckpoint, OfficialLayout, as_fp32, take
 from .engine.trainer import CLIPTrainer
 

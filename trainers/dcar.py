@@ -32,9 +32,9 @@ from .backbone.vision_encoder import expand_prompts
 from .dcar_components import (CategoryAwareAdapter, CategoryAwareNegatives, DynamicTokenReweighting,
                               blank_image_features, boilerplate_token_ids, siblings_from_meta,
                               siblings_from_text_features)
-from .engine.checkpoint import atomic_write_text
+from .atomic_io import atomic_write_text
 from .engine.config import set_defaults
-from .engine.errors import ConfigError
+from .errors import ConfigError
 from .engine.trainer import CLIPTrainer
 from .losses import category_weighted_contrastive, symmetric_info_nce
 from .maple import CoupledPromptCLIP
@@ -143,6 +143,7 @@ class DualPromptCLIP(CoupledPromptCLIP):
 class DCAR(CLIPTrainer):
     CONFIG_NODE = "DCAR"
     SUPPORTS_CLASSIFICATION = False
+    TRAINER_STATE = ("negatives._rng",)  # the negative sampler's own generator: part of every checkpoint
 
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
@@ -248,6 +249,14 @@ class DCAR(CLIPTrainer):
                                              self.loss_logit_scale, valid.to(self.device), c.CATE_WEIGHTING)
 
     # ---- training ------------------------------------------------------------------------------
+    def before_epoch(self) -> None:
+        # Batched encoding makes a feature's last bits depend on its batch; a cache that outlived a checkpoint
+        # would make a resumed run differ from an uninterrupted one, so it lives for one epoch.
+        super().before_epoch()
+        cache = getattr(self, "frozen_negative_features", None)
+        if cache is not None:
+            cache.features.clear()
+
     def compute_loss(self, batch: dict):
         images, tokens, labels = self.parse_retrieval_batch(batch)
         batch_size = len(images)

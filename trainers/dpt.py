@@ -27,7 +27,7 @@ from torch import nn
 
 from .backbone.templates import template_for
 from .engine.config import set_defaults
-from .engine.errors import ConfigError
+from .errors import ConfigError
 from .engine.official_checkpoints import ConvertedCheckpoint, OfficialLayout, as_fp32, take
 from .losses import class_aware_loss
 from .vlp import VLP, DualModalityCLIP, ImageOutput, official_shared_text_context

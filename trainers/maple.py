@@ -26,7 +26,7 @@ from .backbone.prompted_clip import PromptedCLIP
 from .backbone.text_encoder import tokenize
 from .backbone.vision_encoder import expand_prompts
 from .engine.config import set_defaults
-from .engine.errors import ConfigError
+from .errors import ConfigError
 from .engine.official_checkpoints import ConvertedCheckpoint, OfficialLayout, as_fp32, take
 from .engine.trainer import CLIPTrainer
 

@@ -14,7 +14,7 @@ from .backbone.prompted_clip import PromptedCLIP
 from .backbone.templates import template_for
 from .backbone.vision_encoder import expand_prompts
 from .engine.config import set_defaults
-from .engine.errors import ConfigError
+from .errors import ConfigError
 from .engine.official_checkpoints import ConvertedCheckpoint, OfficialLayout, as_fp32, take
 from .engine.trainer import CLIPTrainer
 

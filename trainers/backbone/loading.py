@@ -4,19 +4,27 @@ The download URLs baked into the ``clip`` package (openaipublic...) return 404 s
 (openai/CLIP#516). The same OpenAI weights are published on the Hugging Face Hub by timm/OpenCLIP as
 plain state dicts whose keys are OpenAI's, so ``clip.model.build_model`` loads them unchanged. We try,
 in order: a local file, the cache dir (an OpenAI ``.pt`` placed there by hand or by an old ``clip.load``),
-the Hub (honours ``HF_HUB_OFFLINE`` and the normal HF cache), and last the old URL.
+the Hub (honours ``HF_HUB_OFFLINE`` and the normal HF cache), and last the old URL. Without network the
+network sources are skipped after a short reachability probe (no retry loop), so a typo or an offline node
+fails in seconds with every source tried and the file to put where.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
-import tempfile
+import socket
+import threading
+import time
+import urllib.parse
 import urllib.request
-import zipfile
 from pathlib import Path
 
 import torch
+
+from ..atomic_io import atomic_write
+from ..errors import BackboneError
+from ..serialization import is_torchscript_archive, load_torch_file, load_torchscript_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +42,10 @@ HUB_REPOS: dict[str, str] = {
 }
 HUB_FILENAME = "open_clip_pytorch_model.bin"
 NETWORK_TIMEOUT_S = 20
+PROBE_TIMEOUT_S = 3.0  # DNS + TCP connect to a download host; without network, fail after this
 
 
-class CLIPWeightsNotFoundError(FileNotFoundError):
+class CLIPWeightsNotFoundError(BackboneError, FileNotFoundError):
     """No source could provide the requested CLIP weights."""
 
 
@@ -50,25 +59,19 @@ def _openai_urls() -> dict[str, str]:
     return dict(clip.clip._MODELS)
 
 
-def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
-    """Read a TorchScript archive (OpenAI's .pt) or a plain state dict (weights_only)."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            is_torchscript = any(name.endswith("constants.pkl") for name in archive.namelist())
-        if is_torchscript:
-            return torch.jit.load(str(path), map_location="cpu").state_dict()
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors come in many types
-        raise ValueError(
-            f"Cannot read CLIP checkpoint {path}: {err}. Expected an OpenAI TorchScript archive or a plain "
-            "state dict (e.g. open_clip_pytorch_model.bin from the Hugging Face Hub)."
-        ) from err
+def _state_dict_from_file(path: Path, allow_unsafe: bool = False) -> dict[str, torch.Tensor]:
+    """Read a plain state dict (weights_only), or a TorchScript archive (OpenAI's .pt) when ``allow_unsafe``."""
+    what = "CLIP checkpoint"
+    fix = ("MODEL.BACKBONE.NAME must be an OpenAI model name or a CLIP state dict, e.g. open_clip_pytorch_model.bin "
+           "from the Hugging Face Hub")
+    if is_torchscript_archive(path):
+        return load_torchscript_state_dict(path, what=what, error=BackboneError, allow_unsafe=allow_unsafe)
+    obj = load_torch_file(path, what=what, error=BackboneError, allow_unsafe=allow_unsafe, fix=fix)
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path} does not hold a state dict (found {type(obj).__name__}).")
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise BackboneError(f"{path} does not hold a state dict of tensors (found {type(obj).__name__}); {fix}.")
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
@@ -81,9 +84,41 @@ def build_clip(state_dict: dict[str, torch.Tensor], source: str) -> torch.nn.Mod
         # build_model stores the weights in fp16; reload so fp32 checkpoints keep their precision
         model.load_state_dict({k: v for k, v in state_dict.items()
                                if k not in ("input_resolution", "context_length", "vocab_size")})
-    except (KeyError, RuntimeError, IndexError) as err:
-        raise ValueError(f"{source} is not an OpenAI-CLIP state dict ({err}).") from err
+    except (KeyError, RuntimeError, IndexError, ValueError, AttributeError) as err:
+        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise BackboneError(f"{source} is not an OpenAI-CLIP state dict ({detail}); MODEL.BACKBONE.NAME must be "
+                            "an OpenAI model name or the weights of one.") from None
     return model.eval()
+
+
+def reachable(urls: list[str], timeout: float = PROBE_TIMEOUT_S) -> dict[str, bool]:
+    """Whether a TCP connection to each URL's host opens, all probed at once within ``timeout`` in all
+    (DNS included: the probes run in threads, so a stuck resolver cannot block for longer)."""
+    result: dict[str, bool] = {}
+
+    def probe(url: str) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        try:
+            socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout).close()
+            result[url] = True
+        except OSError:
+            result[url] = False
+
+    threads = [threading.Thread(target=probe, args=(url,), daemon=True) for url in urls]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return {url: result.get(url, False) for url in urls}
+
+
+def _hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
 def _from_hub(name: str, cache_dir: Path | None) -> Path:
@@ -94,24 +129,27 @@ def _from_hub(name: str, cache_dir: Path | None) -> Path:
     return Path(hf_hub_download(HUB_REPOS[name], HUB_FILENAME, cache_dir=str(cache_dir) if cache_dir else None))
 
 
+def _from_hub_cache(name: str, cache_dir: Path | None) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(HUB_REPOS[name], HUB_FILENAME, cache_dir=str(cache_dir) if cache_dir else None)
+    return Path(found) if isinstance(found, str) else None
+
+
 def _from_openai_url(url: str, target: Path) -> Path:
     """The old OpenAI URL, with a timeout, sha256 check and an atomic write."""
     expected_sha = url.split("/")[-2]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(url, timeout=NETWORK_TIMEOUT_S) as response:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+
+    def download(out) -> None:
         digest = hashlib.sha256()
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := response.read(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-            if digest.hexdigest() != expected_sha:
-                raise ValueError(f"checksum mismatch for {url}")
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with urllib.request.urlopen(url, timeout=NETWORK_TIMEOUT_S) as response:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != expected_sha:
+            raise ValueError(f"checksum mismatch for {url}")
+
+    atomic_write(target, download)
     return target
 
 
@@ -131,24 +169,47 @@ def resolve_clip_weights(name_or_path: str, cache_dir: str | Path | None = None)
     if openai_file.is_file():
         return openai_file, "cache dir"
     tried = [f"{openai_file} (not present)"]
+    hub = f"Hugging Face Hub {HUB_REPOS[name_or_path]}/{HUB_FILENAME}"
+    hub_cache = cache / "hub"
     try:
-        return _from_hub(name_or_path, cache / "hub"), f"Hugging Face Hub {HUB_REPOS[name_or_path]}"
-    except Exception as err:  # offline, missing package, HTTP errors: fall through to the next source
-        tried.append(f"Hugging Face Hub {HUB_REPOS[name_or_path]}/{HUB_FILENAME} ({type(err).__name__}: {err})")
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("1", "true", "True"):
+        cached = _from_hub_cache(name_or_path, hub_cache)
+    except Exception as err:  # e.g. huggingface_hub not installed
+        cached, hub_error = None, f"{type(err).__name__}: {err}"
+    else:
+        hub_error = "offline (HF_HUB_OFFLINE) and not in the local HF cache"
+    if cached is not None:
+        return cached, f"Hugging Face Hub cache {HUB_REPOS[name_or_path]}"
+    url = urls[name_or_path]
+    online = {} if _hub_offline() else reachable([_hub_endpoint(), url])
+    if online.get(_hub_endpoint()):
         try:
-            return _from_openai_url(urls[name_or_path], openai_file), "OpenAI URL"
+            return _from_hub(name_or_path, hub_cache), f"Hugging Face Hub {HUB_REPOS[name_or_path]}"
+        except Exception as err:  # HTTP errors, missing package: fall through to the next source
+            hub_error = f"{type(err).__name__}: {err}"
+    elif online:
+        hub_error = f"{_hub_endpoint()} unreachable within {PROBE_TIMEOUT_S:.0f} s: no network?"
+    tried.append(f"{hub} under {hub_cache} ({hub_error})")
+    if not online:
+        tried.append(f"{url} (skipped: HF_HUB_OFFLINE is set)")
+    elif not online[url]:
+        tried.append(f"{url} (unreachable within {PROBE_TIMEOUT_S:.0f} s)")
+    else:
+        try:
+            return _from_openai_url(url, openai_file), "OpenAI URL"
         except Exception as err:
-            tried.append(f"{urls[name_or_path]} ({type(err).__name__}: {err})")
+            tried.append(f"{url} ({type(err).__name__}: {err})")
     raise CLIPWeightsNotFoundError(
         f"Could not obtain CLIP weights for {name_or_path!r}. Tried:\n  - " + "\n  - ".join(tried) + "\n"
         f"Fix: download {HUB_FILENAME} from https://huggingface.co/{HUB_REPOS[name_or_path]} and either set "
-        f"MODEL.BACKBONE.NAME to its path, or place the OpenAI file as {openai_file}."
+        f"MODEL.BACKBONE.NAME to its path, or place the OpenAI file as {openai_file} (MODEL.CLIP_CACHE_DIR or "
+        "$CLIP_CACHE_DIR choose that folder)."
     )
 
 
-def load_clip(name_or_path: str, cache_dir: str | Path | None = None) -> torch.nn.Module:
-    """An fp32 OpenAI-architecture CLIP on the CPU, from a model name or a checkpoint path."""
+def load_clip(name_or_path: str, cache_dir: str | Path | None = None, allow_unsafe: bool = False) -> torch.nn.Module:
+    """An fp32 OpenAI-architecture CLIP on the CPU, from a model name or a checkpoint path.
+
+    ``allow_unsafe`` (MODEL.ALLOW_UNSAFE_LOAD) admits TorchScript archives such as OpenAI's original .pt files."""
     path, source = resolve_clip_weights(name_or_path, cache_dir)
     logger.info("Loading CLIP %s from %s (%s)", name_or_path, path, source)
-    return build_clip(_state_dict_from_file(path), str(path))
+    return build_clip(_state_dict_from_file(path, allow_unsafe), str(path))

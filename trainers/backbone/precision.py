@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..engine.errors import ConfigError
+from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .blocks import run_block
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ def tokenize(texts: list[str], context_length: int = 77, reserved: int = 0) -> T
     vectors. Too-long texts are cut and keep their EOT; the count is returned, not raised."""
     width = context_length - reserved
     if width < 3:
-        raise ValueError(f"{reserved} context tokens leave no room for text in a {context_length}-token context.")
+        raise ConfigError(f"{reserved} context tokens (N_CTX) leave no room for text in CLIP's {context_length}-token "
+                          "context; use fewer.")
     tokens = torch.zeros(len(texts), width, dtype=torch.long)
     truncated = 0
     for row, text in enumerate(texts):

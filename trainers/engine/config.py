@@ -29,8 +29,18 @@ def set_defaults(cfg: CN, path: str, defaults: dict[str, Any]) -> CN:
 def add_common_config(cfg: CN) -> None:
     # How the run was asked for (filled in by train.py; results.json records it next to the metrics).
     set_defaults(cfg, "RUN", {"CONFIG_FILE": "", "DATASET_CONFIG_FILE": "", "OVERRIDES": []})
-    set_defaults(cfg, "MODEL", {"CLIP_CACHE_DIR": ""})
-    set_defaults(cfg, "DATASET", {"SUBSAMPLE_CLASSES": "all"})
+    set_defaults(cfg, "MODEL", {
+        "CLIP_CACHE_DIR": "",
+        # TorchScript archives (OpenAI's original .pt) and checkpoints holding pickled Python objects can
+        # only be read by running code stored in them: refused unless this is True.
+        "ALLOW_UNSAFE_LOAD": False,
+    })
+    set_defaults(cfg, "DATASET", {
+        "SUBSAMPLE_CLASSES": "all",
+        # Decode every image of every split once when the dataset is built, so a corrupt file is reported
+        # before training instead of when a batch first reaches it (costs one pass over the images).
+        "VERIFY_IMAGES": False,
+    })
     set_defaults(cfg, "TEST", {
         "RETRIEVAL_KS": [1, 5, 10],
         "RETRIEVAL_CHUNK": 1024,   # queries per similarity chunk: memory = chunk x gallery x 4 bytes
@@ -42,7 +52,7 @@ def add_common_config(cfg: CN) -> None:
     })
 
 
-def config_hooks(package_names: tuple[str, ...] = ("trainers", "datasets")) -> list[Callable[[CN], None]]:
+def config_hooks(package_names: tuple[str, ...] = ("trainers",)) -> list[Callable[[CN], None]]:
     hooks: list[Callable[[CN], None]] = [add_common_config]
     for package_name in package_names:
         package = importlib.import_module(package_name)
@@ -54,7 +64,9 @@ def config_hooks(package_names: tuple[str, ...] = ("trainers", "datasets")) -> l
     return hooks
 
 
-def extend_cfg(cfg: CN) -> CN:
-    for hook in config_hooks():
+def extend_cfg(cfg: CN, package_names: tuple[str, ...] = ("trainers",)) -> CN:
+    """Add every hook's defaults; the caller names the packages to walk (train.py: trainers and datasets),
+    so this layer never imports the dataset package itself."""
+    for hook in config_hooks(package_names):
         hook(cfg)
     return cfg

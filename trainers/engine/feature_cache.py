@@ -15,7 +15,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from .checkpoint import atomic_torch_save
+from ..atomic_io import remove_orphan_temp_files
+from ..errors import CheckpointError
+from ..serialization import atomic_torch_save, load_torch_file
 
 
 def default_cache_dir() -> Path:
@@ -47,10 +49,14 @@ class ImageFeatureCache:
         """(features, whether they came from the cache)."""
         path = self.directory / f"{key}.pt"
         if path.is_file():
+            remove_orphan_temp_files(path)
             try:
-                return torch.load(path, map_location="cpu", weights_only=True), True
-            except Exception:
-                print(f"Ignoring unreadable feature cache {path}; recomputing it")
+                features = load_torch_file(path, what="feature cache", error=CheckpointError)
+                if isinstance(features, torch.Tensor):
+                    return features, True
+                print(f"Ignoring feature cache {path} (not a tensor); recomputing it")
+            except CheckpointError as err:
+                print(f"Ignoring unreadable feature cache: {err} Recomputing it.")
         features = compute()
         atomic_torch_save(features, path)
         return features, False

@@ -22,7 +22,9 @@ from typing import Any, Callable
 
 import torch
 
-from .checkpoint import CheckpointError, save_checkpoint
+from ..errors import CheckpointError
+from ..serialization import atomic_torch_save
+from .checkpoint import write_commit
 
 __all__ = ["CheckpointError", "OfficialLayout", "ConvertedCheckpoint", "read_official_checkpoint",
            "official_model_file", "import_official", "take", "as_fp32"]
@@ -149,9 +151,10 @@ def as_fp32(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to(torch.float32).contiguous() for k, v in state.items()}
 
 
-def import_official(layout: OfficialLayout, src: Path, dst: Path, epoch: int | str | None = None) -> tuple[
-        ConvertedCheckpoint, str]:
-    """Read ``src`` (an official run's output folder), write our layout into ``dst``; returns the conversion and
+def import_official(layout: OfficialLayout, src: Path, dst: Path, epoch: int | str | None = None,
+                    trainer: str = "") -> tuple[ConvertedCheckpoint, str]:
+    """Read ``src`` (an official run's output folder), write our layout into ``dst`` (one file per module, and,
+    given our ``trainer``'s name, the commit record that lets --eval-only check it); returns the conversion and
     the model file name written (``--load-epoch`` takes its number)."""
     src, dst = Path(src), Path(dst)
     missing = [name for name in layout.folders if not (src / name).is_dir()]
@@ -171,8 +174,12 @@ def import_official(layout: OfficialLayout, src: Path, dst: Path, epoch: int | s
     stored_epoch = epochs.pop()
     if stored_epoch is None:  # not an int in the file: the number in the file name, else 0
         stored_epoch = int(filename.rsplit("-", 1)[1]) if filename.rsplit("-", 1)[-1].isdigit() else 0
+    files = {}
     for name, state in converted.states.items():
-        save_checkpoint({"state_dict": state, "epoch": stored_epoch, "optimizer": None, "scheduler": None,
-                         "val_result": None, "scaler": None, "rng": None,
-                         "imported_from": f"{layout.source}: {src}"}, dst / name, filename)
+        files[name] = dst / name / filename
+        files[name].parent.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save({"state_dict": state, "epoch": stored_epoch, "optimizer": None, "scheduler": None,
+                           "val_result": None, "imported_from": f"{layout.source}: {src}"}, files[name])
+    if trainer:
+        write_commit(dst, int(stored_epoch), trainer, files)
     return converted, filename

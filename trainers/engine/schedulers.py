@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, MultiStepLR, StepLR
 
+from ..errors import ConfigError
+
 SCHEDULERS = ("single_step", "multi_step", "cosine")
 
 
@@ -81,17 +83,17 @@ def build_lr_scheduler(optimizer: torch.optim.Optimizer, optim_cfg) -> LRSchedul
         if isinstance(stepsize, (list, tuple)):
             stepsize = stepsize[-1]
         if not isinstance(stepsize, int):
-            raise TypeError(f"OPTIM.STEPSIZE must be an integer for single_step, got {stepsize!r}")
+            raise ConfigError(f"OPTIM.STEPSIZE must be an integer for single_step, got {stepsize!r}")
         scheduler: LRScheduler = StepLR(optimizer, step_size=stepsize if stepsize > 0 else optim_cfg.MAX_EPOCH,
                                         gamma=optim_cfg.GAMMA)
     elif name == "multi_step":
         if not isinstance(stepsize, (list, tuple)):
-            raise TypeError(f"OPTIM.STEPSIZE must be a list for multi_step, got {stepsize!r}")
+            raise ConfigError(f"OPTIM.STEPSIZE must be a list for multi_step, got {stepsize!r}")
         scheduler = MultiStepLR(optimizer, milestones=list(stepsize), gamma=optim_cfg.GAMMA)
     elif name == "cosine":
         scheduler = CosineAnnealingLR(optimizer, float(optim_cfg.MAX_EPOCH))
     else:
-        raise ValueError(f"OPTIM.LR_SCHEDULER must be one of {SCHEDULERS}, got {name!r}")
+        raise ConfigError(f"OPTIM.LR_SCHEDULER must be one of {SCHEDULERS}, got {name!r}")
 
     if optim_cfg.WARMUP_EPOCH > 0:
         if not optim_cfg.WARMUP_RECOUNT:
@@ -101,5 +103,5 @@ def build_lr_scheduler(optimizer: torch.optim.Optimizer, optim_cfg) -> LRSchedul
         elif optim_cfg.WARMUP_TYPE == "linear":
             scheduler = LinearWarmupScheduler(optimizer, scheduler, optim_cfg.WARMUP_EPOCH, optim_cfg.WARMUP_MIN_LR)
         else:
-            raise ValueError(f"OPTIM.WARMUP_TYPE must be 'constant' or 'linear', got {optim_cfg.WARMUP_TYPE!r}")
+            raise ConfigError(f"OPTIM.WARMUP_TYPE must be 'constant' or 'linear', got {optim_cfg.WARMUP_TYPE!r}")
     return scheduler

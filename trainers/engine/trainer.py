@@ -19,28 +19,64 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from dassl.data import DataManager
+from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TrainerX
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_optimizer
+from dassl.optim.optimizer import AVAI_OPTIMS
 from dassl.utils import count_num_param
 from torch import nn
 from tqdm import tqdm
 
 from ..backbone.architecture import describe_architecture
+from ..atomic_io import atomic_write_text
 from ..backbone.loading import load_clip
 from ..backbone.precision import cast_clip_weights, check_precision_name, resolve_precision
 from ..backbone.prompted_clip import PromptedCLIP
+from ..errors import CheckpointError, ConfigError
 from ..losses import symmetric_info_nce
-from .errors import ConfigError
 from .evaluators import RETRIEVAL_EVALUATOR
 from .feature_cache import ImageFeatureCache, cache_key
 from .official_checkpoints import OfficialLayout
-from .checkpoint import (CheckpointError, atomic_write_text, latest_checkpoint, load_checkpoint,
-                         restore_rng_state, rng_state, save_checkpoint)
 from .progress import EpochProgress
+from ..serialization import atomic_torch_save
+from .checkpoint import (COMMIT_FILE, STATE_DIR, Commit, capture_state, epoch_filename, is_random_generator,
+                         legacy_commit, load_checkpoint, read_commit, restore_rng_state, restore_state, rng_state,
+                         write_commit)
+from .images import CheckedDatasetWrapper, verify_images
 from .schedulers import build_lr_scheduler
 
 RESULTS_FILE = "results.json"
+FINAL_MODELS = ("last_step", "best_val")
+
+
+def check_loop_cfg(cfg) -> None:
+    """Values of the training loop and the loaders that Dassl or torch would reject only once data is loaded."""
+    positive = {"DATALOADER.TRAIN_X.BATCH_SIZE": cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
+                "DATALOADER.TEST.BATCH_SIZE": cfg.DATALOADER.TEST.BATCH_SIZE}
+    non_negative = {"OPTIM.MAX_EPOCH": cfg.OPTIM.MAX_EPOCH, "DATALOADER.NUM_WORKERS": cfg.DATALOADER.NUM_WORKERS,
+                    "TRAIN.CHECKPOINT_FREQ": cfg.TRAIN.CHECKPOINT_FREQ}
+    for key, value in positive.items():
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
+    for key, value in non_negative.items():
+        if not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{key} must be an integer >= 0, got {value!r}.")
+    if cfg.TEST.FINAL_MODEL not in FINAL_MODELS:
+        raise ConfigError(f"TEST.FINAL_MODEL must be one of {FINAL_MODELS}, got {cfg.TEST.FINAL_MODEL!r}.")
+
+
+def check_optim_cfg(optim_cfg) -> None:
+    """Build a throwaway optimiser and schedule from ``optim_cfg``: the same code, and errors, as the real ones."""
+    if optim_cfg.NAME not in AVAI_OPTIMS:
+        raise ConfigError(f"OPTIM.NAME must be one of {AVAI_OPTIMS}, got {optim_cfg.NAME!r}.")
+    probe = nn.Linear(1, 1)
+    try:
+        optim = build_optimizer(probe, optim_cfg)
+    except (ValueError, TypeError, NotImplementedError) as err:
+        raise ConfigError(f"OPTIM: {err} (OPTIM.NAME is {optim_cfg.NAME!r}).") from None
+    build_lr_scheduler(optim, optim_cfg)
 
 
 def _is_number(value: Any) -> bool:
@@ -62,6 +98,13 @@ class CLIPTrainer(TrainerX):
     LOAD_IGNORE_KEYS: tuple[str, ...] = ()
     #: the layout of the checkpoints the method's official code writes (tools/import_checkpoint.py), if any
     OFFICIAL_CHECKPOINT: OfficialLayout | None = None
+    #: dotted paths of trainer attributes whose state the registered modules do not hold (e.g. a sampler's own
+    #: random generator): saved with every checkpoint and restored on resume, so that a resumed run equals an
+    #: uninterrupted one. Random generators (Python, numpy, torch) or objects with state_dict()/load_state_dict();
+    #: a path whose parent is None (a part switched off) is skipped.
+    TRAINER_STATE: tuple[str, ...] = ()
+    #: class names the model is built with in check_cfg, before the dataset exists
+    PLACEHOLDER_CLASSNAMES = ("placeholder class a", "placeholder class b")
 
     model: PromptedCLIP
     #: epochs of training behind the current weights: set after each epoch and by load_model
@@ -97,7 +140,30 @@ class CLIPTrainer(TrainerX):
 
     # ---- building ------------------------------------------------------------------------------
     def check_cfg(self, cfg) -> None:
+        """What needs no data, before Dassl builds the dataset (it calls this first), so a typo costs seconds:
+        config values, optimiser and schedule, the task, the backbone (loaded here, kept for build_model) and
+        the method's model on it (built once with placeholder class names, on a forked RNG)."""
+        self.cfg = cfg
+        if self.CONFIG_NODE not in cfg.TRAINER:
+            raise ConfigError(f"{type(self).__name__} reads cfg.TRAINER.{self.CONFIG_NODE}, which no add_config() "
+                              "declares.")
         self.precision_setting(cfg)  # validates the name before anything is built
+        check_loop_cfg(cfg)
+        check_optim_cfg(cfg.OPTIM)
+        if cfg.DATASET.NAME not in DATASET_REGISTRY.registered_names():
+            known = ", ".join(sorted(DATASET_REGISTRY.registered_names()))
+            raise ConfigError(f"Unknown dataset DATASET.NAME={cfg.DATASET.NAME!r} (check --dataset-config-file). "
+                              f"Available: {known}.")
+        self.is_retrieval = bool(getattr(DATASET_REGISTRY.get(cfg.DATASET.NAME), "is_retrieval", False))
+        self._check_task(cfg.DATASET.NAME)
+        self._clip_model = load_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.CLIP_CACHE_DIR or None,
+                                     bool(cfg.MODEL.ALLOW_UNSAFE_LOAD))
+        try:
+            with torch.random.fork_rng(devices=[]):
+                self.build_prompted_clip(self._clip_model, list(self.PLACEHOLDER_CLASSNAMES))
+        except ConfigError as err:
+            raise ConfigError(f"{type(self).__name__} on backbone {cfg.MODEL.BACKBONE.NAME}: {err} (the method's keys "
+                              f"are under TRAINER.{self.CONFIG_NODE})") from None
 
     @classmethod
     def precision_setting(cls, cfg) -> tuple[str, str]:
@@ -112,25 +178,56 @@ class CLIPTrainer(TrainerX):
         except ConfigError as err:
             raise ConfigError(f"{key}: {err}") from None
 
-    def build_data_loader(self) -> None:
-        super().build_data_loader()
-        self.is_retrieval = bool(getattr(self.dm.dataset, "is_retrieval", False))
+    def _check_task(self, dataset_name: str) -> None:
         name = type(self).__name__
         if self.is_retrieval and not self.SUPPORTS_RETRIEVAL:
-            raise ConfigError(f"Trainer {name} does classification only; {self.cfg.DATASET.NAME} is a caption dataset.")
+            raise ConfigError(f"Trainer {name} does classification only; {dataset_name} is a caption dataset.")
         if not self.is_retrieval and not self.SUPPORTS_CLASSIFICATION:
             raise ConfigError(f"Trainer {name} needs a caption dataset (e.g. configs/datasets/fdrd_pets.yaml); "
-                             f"{self.cfg.DATASET.NAME} has none.")
+                             f"{dataset_name} has none.")
         if self.is_retrieval and self.cfg.TEST.EVALUATOR != RETRIEVAL_EVALUATOR:
             # Dassl builds cfg.TEST.EVALUATOR right after the model: caption datasets are scored by Recall@K
-            print(f"{self.cfg.DATASET.NAME} is a caption dataset: evaluated by Recall@K "
+            print(f"{dataset_name} is a caption dataset: evaluated by Recall@K "
                   f"(TEST.EVALUATOR {RETRIEVAL_EVALUATOR}, not {self.cfg.TEST.EVALUATOR})")
             self.cfg.defrost()
             self.cfg.TEST.EVALUATOR = RETRIEVAL_EVALUATOR
             self.cfg.freeze()
         elif not self.is_retrieval and self.cfg.TEST.EVALUATOR == RETRIEVAL_EVALUATOR:
             raise ConfigError(f"TEST.EVALUATOR {RETRIEVAL_EVALUATOR} needs a caption dataset; "
-                              f"{self.cfg.DATASET.NAME} is a classification dataset (use Classification).")
+                              f"{dataset_name} is a classification dataset (use Classification).")
+
+    def build_data_loader(self) -> None:
+        """Dassl's DataManager, with images that fail to decode reported by file and split."""
+        dm = DataManager(self.cfg, dataset_wrapper=CheckedDatasetWrapper)
+        self.train_loader_x, self.train_loader_u = dm.train_loader_x, dm.train_loader_u
+        self.val_loader, self.test_loader = dm.val_loader, dm.test_loader
+        self.num_classes, self.num_source_domains, self.lab2cname = dm.num_classes, dm.num_source_domains, dm.lab2cname
+        self.dm = dm
+        for split, loader in (("train", dm.train_loader_x), ("val", dm.val_loader), ("test", dm.test_loader)):
+            if loader is not None:
+                loader.dataset.split = split
+        dataset = dm.dataset
+        self.is_retrieval = bool(getattr(dataset, "is_retrieval", False))
+        self._check_task(self.cfg.DATASET.NAME)
+        if self.cfg.DATASET.VERIFY_IMAGES:
+            verify_images({"train": dataset.train_x, "val": dataset.val or [], "test": dataset.test})
+        self._report_shots()
+
+    def train_images_per_class(self) -> Counter:
+        """Training items per label as actually used (after few-shot sampling and base/new subsetting)."""
+        return Counter(item.label for item in self.dm.dataset.train_x)
+
+    def _report_shots(self) -> None:
+        shots = int(self.cfg.DATASET.NUM_SHOTS)
+        counts = self.train_images_per_class()
+        if shots < 1 or not counts:
+            return
+        short = sorted(label for label, n in counts.items() if n < shots)
+        if short:
+            print(f"DATASET.NUM_SHOTS is {shots}, but {len(short)} of {len(counts)} classes have fewer training "
+                  f"images and use all of theirs (e.g. {self.lab2cname[short[0]]!r}: {counts[short[0]]}): "
+                  f"{min(counts.values())} to {max(counts.values())} per class, "
+                  f"{sum(counts.values())} in all")
 
     def build_model(self) -> None:
         cfg = self.cfg
@@ -140,7 +237,9 @@ class CLIPTrainer(TrainerX):
             other = cfg.TRAINER[self.OFFICIAL_PREC_NODE].PREC
             print(f"Precision {name} from {key}" + (f" (it wins over {official}={other})" if key != official else ""))
         self.precision = resolve_precision(name, self.device)
-        clip_model = load_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.CLIP_CACHE_DIR or None)
+        clip_model = self.__dict__.pop("_clip_model", None)  # loaded by check_cfg
+        if clip_model is None:
+            clip_model = load_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.CLIP_CACHE_DIR or None, self._allow_unsafe)
         cast_clip_weights(clip_model, self.precision)
         classnames = [self.dm.lab2cname[i] for i in range(self.dm.num_classes)]
         print(f"Building {type(self).__name__} on CLIP {cfg.MODEL.BACKBONE.NAME} ({self.precision.name})")
@@ -368,69 +467,207 @@ class CLIPTrainer(TrainerX):
         atomic_write_text(path, json.dumps({**meta, **results}, indent=2) + "\n")
         print(f"Results written to {path}")
 
-    # ---- checkpoints (weights_only-safe, atomic, resumable) -----------------------------------
+    # ---- checkpoints (one atomic unit, weights_only-safe, resumable; see checkpoint.py) ----------
     def save_model(self, epoch: int, directory: str, is_best: bool = False, val_result=None, model_name: str = ""):
-        for name in self.get_model_names():
+        """Every module's file, then (for a resume point) the run state, then the commit record."""
+        names = self.get_model_names()
+        if not names:
+            return
+        directory = Path(directory)
+        filename = model_name or epoch_filename(epoch + 1)
+        files: dict[str, Path] = {}
+        for name in names:
             state = {
                 "state_dict": self._models[name].state_dict(),
                 "epoch": epoch + 1,
                 "optimizer": self._optims[name].state_dict() if self._optims[name] else None,
                 "scheduler": self._scheds[name].state_dict() if self._scheds[name] else None,
                 "val_result": val_result,
-                "scaler": self.scaler.state_dict() if self.scaler else None,
-                "rng": rng_state(),
             }
-            path = save_checkpoint(state, Path(directory) / name, model_name or f"model.pth.tar-{epoch + 1}")
-            print(f"Checkpoint saved to {path}")
+            files[name] = directory / name / filename
+            atomic_torch_save(state, files[name])
+        if model_name:  # model-best.pth.tar: for --eval-only / best_val deployment, not a resume point
+            print(f"Saved {filename} of {', '.join(names)} (epoch {epoch + 1})")
+            return
+        files[STATE_DIR] = directory / STATE_DIR / filename
+        atomic_torch_save(self.run_state(epoch + 1), files[STATE_DIR])
+        write_commit(directory, epoch + 1, type(self).__name__, files)
+        print(f"Checkpoint of epoch {epoch + 1} saved to {directory} ({', '.join(names)}; {COMMIT_FILE})")
+
+    def run_state(self, epoch: int) -> dict[str, Any]:
+        """What all modules share: RNG states, AMP scaler, best val result, the trainer-owned state."""
+        self._warn_unsaved_generators()
+        return {
+            "epoch": epoch,
+            "trainer": type(self).__name__,
+            "rng": rng_state(),
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "best_result": float(self.best_result),
+            "trainer_state": {path: capture_state(obj) for path, obj in self._trainer_state_objects().items()},
+        }
+
+    def _trainer_state_objects(self) -> dict[str, Any]:
+        objects = {}
+        for path in self.TRAINER_STATE:
+            obj: Any = self
+            for part in path.split("."):
+                obj = getattr(obj, part) if obj is not None else None
+            if obj is not None:
+                objects[path] = obj
+        return objects
+
+    def unsaved_generators(self) -> list[str]:
+        """Random generators among the trainer's attributes (and theirs) that TRAINER_STATE does not cover."""
+        found = []
+        for name, value in vars(self).items():
+            if is_random_generator(value):
+                found.append(name)
+            elif not isinstance(value, (torch.Tensor, DataManager, dict, list, tuple)) and hasattr(value, "__dict__"):
+                found += [f"{name}.{sub}" for sub, inner in vars(value).items() if is_random_generator(inner)]
+        return [path for path in found if path not in self.TRAINER_STATE]
+
+    def _warn_unsaved_generators(self) -> None:
+        if getattr(self, "_checked_generators", False):
+            return
+        self._checked_generators = True
+        unsaved = self.unsaved_generators()
+        if unsaved:
+            print(f"WARNING: random generator(s) {', '.join(unsaved)} not in checkpoints: a resumed run will differ "
+                  f"from an uninterrupted one; add them to {type(self).__name__}.TRAINER_STATE.")
 
     def resume_model_if_exist(self, directory: str) -> int:
         names = self.get_model_names()
-        paths = {name: latest_checkpoint(Path(directory) / name) for name in names}
-        if not names or any(p is None for p in paths.values()):
+        if not names:
+            return 0
+        commit = read_commit(Path(directory)) or legacy_commit(Path(directory), names)
+        if commit is None:
             print("No checkpoint found, train from scratch")
             return 0
-        print(f"Found checkpoint at {directory} (will resume training)")
-        start_epoch = 0
-        for name, path in paths.items():
-            ckpt = load_checkpoint(path)
-            self._models[name].load_state_dict(ckpt["state_dict"])
-            if self._optims[name] is not None and ckpt.get("optimizer"):
-                self._optims[name].load_state_dict(ckpt["optimizer"])
-            if self._scheds[name] is not None and ckpt.get("scheduler"):
-                self._scheds[name].load_state_dict(ckpt["scheduler"])
-            if self.scaler is not None and ckpt.get("scaler"):
-                self.scaler.load_state_dict(ckpt["scaler"])
-            if ckpt.get("rng"):
-                restore_rng_state(ckpt["rng"])
-            start_epoch = ckpt["epoch"]
-            print(f"Resumed {name} from {path} (epoch {start_epoch})")
-        return start_epoch
+        self._check_commit(commit, names)
+        print(f"Found checkpoint of epoch {commit.epoch} at {directory} (will resume training)")
+        checkpoints = {name: load_checkpoint(commit.files[name], self._allow_unsafe) for name in names}
+        for name, ckpt in checkpoints.items():
+            self._load_module_state(name, ckpt["state_dict"], commit.files[name])
+            for what, holder in (("optimizer", self._optims[name]), ("scheduler", self._scheds[name])):
+                if holder is not None and ckpt.get(what):
+                    try:
+                        holder.load_state_dict(ckpt[what])
+                    except (ValueError, KeyError, RuntimeError) as err:
+                        raise CheckpointError(f"The {what} state in {commit.files[name]} does not fit {name} "
+                                              f"({err}); was it written with another OPTIM config?") from None
+        if STATE_DIR in commit.files:
+            self._restore_run_state(load_checkpoint(commit.files[STATE_DIR], self._allow_unsafe), commit)
+        else:  # an older output folder: RNG and scaler states were stored in each module's file
+            legacy = checkpoints[names[0]]
+            if self.scaler is not None and legacy.get("scaler"):
+                self.scaler.load_state_dict(legacy["scaler"])
+            if legacy.get("rng"):
+                restore_rng_state(legacy["rng"])
+            if self.TRAINER_STATE:
+                print(f"WARNING: {directory} predates trainer-state checkpoints; {', '.join(self.TRAINER_STATE)} "
+                      "restart from their seed, so this resumed run will differ from an uninterrupted one")
+        print(f"Resumed {', '.join(names)} from epoch {commit.epoch}")
+        return commit.epoch
+
+    def _check_commit(self, commit: Commit, names: list[str]) -> None:
+        me = type(self).__name__
+        fix = "use another --output-dir, or delete its checkpoint folders and " + COMMIT_FILE + " to start over"
+        if commit.trainer and commit.trainer != me:
+            raise CheckpointError(f"{commit.directory} holds a checkpoint of trainer {commit.trainer} (epoch "
+                                  f"{commit.epoch}); this run is {me}: {fix}.")
+        if sorted(commit.modules) != sorted(names):
+            raise CheckpointError(f"{commit.directory} holds a checkpoint of modules {commit.modules}; {me} with this "
+                                  f"config trains {names}: {fix}.")
+
+    def _restore_run_state(self, state: dict[str, Any], commit: Commit) -> None:
+        restore_rng_state(state["rng"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.best_result = state.get("best_result", self.best_result)
+        saved = state.get("trainer_state", {})
+        for path, obj in self._trainer_state_objects().items():
+            if path not in saved:
+                raise CheckpointError(f"{commit.files[STATE_DIR]} holds no state for {path} (written with another "
+                                      "config?); resuming would not be exact. Use another --output-dir.")
+            restore_state(obj, saved[path])
+
+    @property
+    def _allow_unsafe(self) -> bool:
+        return bool(self.cfg.MODEL.ALLOW_UNSAFE_LOAD)
+
+    def _load_module_state(self, name: str, state: dict[str, Any], path: Path, ignore: tuple[str, ...] = ()) -> None:
+        """Load ``state`` into module ``name``; a missing, extra or differently shaped tensor is an error
+        that names the tensor (and both shapes)."""
+        module = self._models[name]
+        own = module.state_dict()
+        ignored = lambda key: any(part in key for part in ignore)  # noqa: E731
+        state = {k: v for k, v in state.items() if not ignored(k)}
+        missing = [k for k in own if k not in state and not ignored(k)]
+        unexpected = [k for k in state if k not in own]
+        if missing or unexpected:
+            raise CheckpointError(f"{path} does not fit {name} of {type(self).__name__}: missing tensors {missing[:5]}, "
+                                  f"unexpected {unexpected[:5]}. Was it trained with another trainer or config "
+                                  "(N_CTX, PROMPT_DEPTH, ...)?")
+        for key, value in state.items():
+            if hasattr(value, "shape") and tuple(value.shape) != tuple(own[key].shape):
+                raise CheckpointError(
+                    f"{path} does not fit {name} of {type(self).__name__}: tensor {key!r} has shape "
+                    f"{tuple(value.shape)} in the checkpoint but {tuple(own[key].shape)} in this model (another "
+                    "class count, N_CTX, depth or backbone?).")
+        module.load_state_dict(state, strict=False)
 
     def load_model(self, directory: str, epoch: int | None = None) -> None:
+        names = self.get_model_names()
+        if not names:
+            return
         if not directory:
             print("Note that load_model() is skipped as no pretrained model is given")
             return
-        filename = "model-best.pth.tar" if epoch is None or epoch < 0 else f"model.pth.tar-{epoch}"
-        for name in self.get_model_names():
-            path = Path(directory) / name / filename
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise CheckpointError(f"--model-dir {directory} does not exist (it should be the --output-dir of a "
+                                  "training run).")
+        me = type(self).__name__
+        commit = read_commit(directory, verify=False)
+        if commit is not None and commit.trainer and commit.trainer != me:
+            raise CheckpointError(f"{directory} holds checkpoints of trainer {commit.trainer}, not {me}; check "
+                                  "--model-dir and --trainer.")
+        best = epoch is None or epoch < 0
+        filename = "model-best.pth.tar" if best else epoch_filename(epoch)
+        epochs = {}
+        for name in names:
+            path = directory / name / filename
             if not path.is_file():
-                raise CheckpointError(f"No model at {path}. Trained models are saved as "
-                                      f"{Path(directory) / name}/model.pth.tar-<epoch>; check --load-epoch.")
-            ckpt = load_checkpoint(path)
-            ignored = lambda key: any(part in key for part in self.LOAD_IGNORE_KEYS)  # noqa: E731
-            state = {k: v for k, v in ckpt["state_dict"].items() if not ignored(k)}
-            try:
-                missing, unexpected = self._models[name].load_state_dict(state, strict=False)
-            except RuntimeError as err:  # a shape mismatch: another N_CTX, depth, width, ...
-                raise CheckpointError(f"{path} does not fit {name}: {err}. Was it trained with the same config "
-                                      "(N_CTX, depth, backbone, ...)?") from None
-            missing = [k for k in missing if not ignored(k)]
-            if missing or unexpected:
-                raise CheckpointError(f"{path} does not fit {name}: missing {missing[:5]}, unexpected "
-                                      f"{unexpected[:5]}. Was it trained with the same config (N_CTX, depth, ...)?")
+                raise CheckpointError(self._missing_model_message(directory, name, filename, best))
+            ckpt = load_checkpoint(path, self._allow_unsafe)
+            self._load_module_state(name, ckpt["state_dict"], path, ignore=self.LOAD_IGNORE_KEYS)
+            epochs[name] = ckpt["epoch"]
             self.epoch = ckpt["epoch"] - 1
             self.weights_epoch = ckpt["epoch"]
             print(f"Loaded {path} into {name} (epoch {ckpt['epoch']})")
+        if len(set(epochs.values())) > 1:
+            raise CheckpointError(f"The {filename} files in {directory} come from different epochs ({epochs}): an "
+                                  "interrupted save; evaluate a --load-epoch instead.")
+
+    def _missing_model_message(self, directory: Path, name: str, filename: str, best: bool) -> str:
+        modules = sorted(p.name for p in directory.iterdir() if p.is_dir() and any(p.glob("model*.pth.tar*")))
+        if name not in modules:
+            return (f"{directory} has no checkpoints of {name}, which {type(self).__name__} needs "
+                    f"({', '.join(self.get_model_names())}); it holds {modules or 'none'}. Was it trained with another "
+                    "trainer or config?")
+        available = sorted(int(p.name.rsplit("-", 1)[1]) for p in (directory / name).glob("model.pth.tar-*")
+                           if p.name.rsplit("-", 1)[1].isdigit())
+        if best:
+            return (f"No {directory / name / filename}: it is written only with TEST.FINAL_MODEL best_val. Pass "
+                    f"--load-epoch (available: {available}).")
+        return f"No {directory / name / filename}; available epochs: {available} (--load-epoch)."
+
+    def before_train(self) -> None:
+        super().before_train()  # resumes from the last committed checkpoint
+        if self.max_epoch == 0:
+            print("OPTIM.MAX_EPOCH is 0: nothing is trained; the model is evaluated as initialised")
+        elif self.start_epoch >= self.max_epoch:
+            print(f"Training already finished (epoch {self.start_epoch} of {self.max_epoch}); evaluating")
 
     def after_train(self) -> None:
         print("Finish training")

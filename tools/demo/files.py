@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from datasets.atomic_io import atomic_write
+from trainers.atomic_io import atomic_write
 
 
 def json_bytes(payload: Any) -> bytes:

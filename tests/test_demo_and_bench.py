@@ -11,9 +11,9 @@ from fake_fdrd import make_fake_fdrd
 
 pytestmark = [pytest.mark.dassl, pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed")]
 
-#: Measured with seed 1, 16 shots, the default demo recipes (mean recall, points over zero-shot at 44.35):
-#: CoOp +7.1, MaPLe +5.5, DPT +4.6, DCAR +4.4. The margin leaves room for CPU-to-CPU floating-point differences.
-MARGIN = 2.0
+#: Prompt learning must clear zero-shot by this many points of mean recall even after 10 epochs (measured on the
+#: demo domain, seed 1: CoOp and DCAR gain more than 10 points over zero-shot after 10 epochs, docs/dcar.md).
+MARGIN = 3.0
 
 
 @pytest.mark.slow
@@ -21,14 +21,22 @@ def test_demo_trained_methods_beat_zero_shot(tmp_path):
     from tools.demo import run
 
     out = tmp_path / "demo"
-    assert run.main(["--data", str(DEMO_ASSETS_DIR), "--out", str(out),
-                     "--methods", "ZeroshotCLIP", "CoOp", "MaPLe", "DPT", "DCAR"]) == 0
+    assert run.main(["--data", str(DEMO_ASSETS_DIR), "--out", str(out), "--epochs", "10",
+                     "--methods", "ZeroshotCLIP", "CoOp", "DCAR"]) == 0
     results = json.loads((out / "demo_results.json").read_text())
-    zero_shot = results["ZeroshotCLIP"]["mean_recall"]
-    assert 30 < zero_shot < 60  # the pretrained tiny CLIP transfers, far above chance (~1.5 mean recall)
-    for method in ("CoOp", "MaPLe", "DPT", "DCAR"):
-        assert results[method]["mean_recall"] > zero_shot + MARGIN, (method, results[method], zero_shot)
-    assert "vs zero-shot" in (out / "demo_results.md").read_text()
+    zero_shot = results["ZeroshotCLIP"]["runs"][0]
+    assert 20 < zero_shot["mean_recall"] < 60  # the pretrained tiny CLIP transfers, far above chance (~1.5)
+    assert zero_shot["trainer"] == "ZeroshotCLIP" and zero_shot["split"] == "test"  # the trainer's own numbers
+    for method in ("CoOp", "DCAR"):
+        run_results = results[method]["runs"][0]
+        assert run_results["mean_recall"] > zero_shot["mean_recall"] + MARGIN, (method, run_results, zero_shot)
+        assert run_results["epochs"] == 10 and "hard_negative_i2t" in run_results
+    table = (out / "demo_results.md").read_text()
+    assert "vs zero-shot" in table and "hard-neg R@1" in table
+    # a second call reuses the finished runs
+    assert run.main(["--data", str(DEMO_ASSETS_DIR), "--out", str(out), "--epochs", "10",
+                     "--methods", "ZeroshotCLIP", "CoOp", "DCAR"]) == 0
+    assert json.loads((out / "demo_results.json").read_text()) == results
 
 
 def test_benchmark_reports_speed_memory_and_cache(tmp_path, tiny_clip_state_dict_path):

@@ -3,11 +3,11 @@
 Usage::
 
     python -m tools.demo.build --data DATA_ROOT [--seed 0] [--steps 600] [--pool-size 20000]
-                               [--identity-mention-rate 0.3] [--weights PATH] [--no-eval] [--quiet]
+                               [--weights PATH] [--quiet]
 
 Idempotent: each asset is rebuilt only when missing or built with another seed/recipe, so the
-command is safe to put in front of every demo run. It finishes by printing the tiny CLIP's
-zero-shot Recall@K on the synthetic test split, the floor that learned prompts must clear.
+command is safe to put in front of every demo run. The tiny CLIP's zero-shot Recall@K, the floor
+that learned prompts must clear, is the ZeroshotCLIP trainer's row of ``python -m tools.demo.run``.
 """
 from __future__ import annotations
 
@@ -18,21 +18,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tools.demo.synthetic_domain import DomainSpec, DomainSummary, ensure_synthetic_domain
-from tools.demo.tiny_clip import (
-    PretrainRecipe,
-    TinyClipBuild,
-    default_weights_path,
-    ensure_tiny_clip,
-    load_tiny_clip,
-)
-from tools.demo.zero_shot import zero_shot_recall
+from tools.demo.tiny_clip import PretrainRecipe, TinyClipBuild, default_weights_path, ensure_tiny_clip
 
 
 @dataclass(frozen=True)
 class DemoAssets:
     domain: DomainSummary
     weights: TinyClipBuild
-    zero_shot: dict[str, float] | None
 
 
 def build_demo_assets(
@@ -41,7 +33,6 @@ def build_demo_assets(
     recipe: PretrainRecipe | None = None,
     spec: DomainSpec = DomainSpec(),
     weights_path: Path | str | None = None,
-    evaluate: bool = True,
     progress: bool = True,
 ) -> DemoAssets:
     """Ensure both assets exist under ``data_root``; ``recipe.seed`` is overridden by ``seed``."""
@@ -50,12 +41,12 @@ def build_demo_assets(
     weights_path = Path(weights_path) if weights_path else default_weights_path(data_root)
     say = print if progress else (lambda *args, **kwargs: None)
 
-    say(f"[1/3] synthetic domain (seed {seed}) under {data_root}")
+    say(f"[1/2] synthetic domain (seed {seed}) under {data_root}")
     domain = ensure_synthetic_domain(data_root, seed, spec)
     verb = "built" if domain.built else "reused"
     say(f"      {verb}: {len(domain.class_names)} classes, {domain.counts} images in {domain.seconds:.1f}s")
 
-    say(f"[2/3] tiny CLIP ({recipe.steps} steps, batch {recipe.batch_size}, pool {recipe.pool_size}) -> {weights_path}")
+    say(f"[2/2] tiny CLIP ({recipe.steps} steps, batch {recipe.batch_size}, pool {recipe.pool_size}) -> {weights_path}")
     weights = ensure_tiny_clip(weights_path, recipe, progress=progress)
     if weights.built:
         losses = weights.record["loss_per_step"]
@@ -63,13 +54,7 @@ def build_demo_assets(
             f"logit scale {weights.record['final_logit_scale']:.1f}")
     else:
         say("      reused (recipe and checkpoint hash match the sidecar)")
-
-    metrics = None
-    if evaluate:
-        say("[3/3] zero-shot retrieval on the synthetic test split")
-        metrics = zero_shot_recall(load_tiny_clip(weights_path), data_root)
-        say("      " + "  ".join(f"{key} {value}" for key, value in metrics.items()))
-    return DemoAssets(domain=domain, weights=weights, zero_shot=metrics)
+    return DemoAssets(domain=domain, weights=weights)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -80,14 +65,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=defaults.steps, help="pretraining steps")
     parser.add_argument("--pool-size", type=int, default=defaults.pool_size, help="generic pretraining images")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument(
-        "--identity-mention-rate",
-        type=float,
-        default=DomainSpec().identity_mention_rate,
-        help="chance a caption states shape/colour/pattern in words (1.0: easy, 0.0: the name carries them)",
-    )
     parser.add_argument("--weights", type=Path, default=None, help="checkpoint path (default DATA/weights/...)")
-    parser.add_argument("--no-eval", action="store_true", help="skip the zero-shot recall report")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     return parser.parse_args(argv)
 
@@ -100,9 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         args.data,
         seed=args.seed,
         recipe=recipe,
-        spec=replace(DomainSpec(), identity_mention_rate=args.identity_mention_rate),
         weights_path=args.weights,
-        evaluate=not args.no_eval,
         progress=not args.quiet,
     )
     if not args.quiet:

@@ -1,8 +1,7 @@
-"""Atomic file writes for the demo builder.
+"""Small file helpers of the demo builder: canonical JSON bytes, content hashes, tolerant reads.
 
-An interrupted build must never leave a half-written JSON or checkpoint that a later run would take
-for a finished one, so every artefact is written to a temporary file in the same directory and then
-moved into place with ``os.replace`` (atomic on POSIX within one filesystem).
+Writes go through the project's one atomic writer (``trainers.atomic_io``, ``trainers.serialization``): an
+interrupted build never leaves a half-written JSON or checkpoint that a later run would take for a finished one.
 """
 from __future__ import annotations
 
@@ -11,26 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trainers.atomic_io import atomic_write
-
 
 def json_bytes(payload: Any) -> bytes:
     """Canonical serialisation, so equal payloads give byte-identical files (needed for determinism)."""
     return (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(str(path), lambda f: f.write(data))
-
-
-def atomic_write_json(path: Path, payload: Any) -> None:
-    atomic_write_bytes(path, json_bytes(payload))
-
-
-def atomic_torch_save(path: Path, obj: Any) -> None:
-    import torch
-
-    atomic_write(str(path), lambda f: torch.save(obj, f))
 
 
 def sha256_of(data: bytes) -> str:

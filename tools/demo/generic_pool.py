@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tools.demo.atomic import sha256_of
+from tools.demo.files import sha256_of
 from tools.demo.drawing import SHAPE_NAMES, render
 from tools.demo.scenes import (
     GENERIC_NOUNS,

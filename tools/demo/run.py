@@ -1,48 +1,70 @@
 """``make demo``: build the synthetic domain and tiny CLIP if missing, train each method, print Recall@K.
 
-    python -m tools.demo.run [--data ./data] [--out output/demo] [--shots 16] [--seed 1] [--methods ...]
+    python -m tools.demo.run [--data ./data] [--out DIR] [--shots 16] [--seeds 1 [2 ...]] [--methods ...] [--fresh]
 
-Every method runs through ``train.py`` exactly as a user would call it (the same argument list; in one
-process, to save the start-up of one Python per method), with the recipes in
-``configs/trainers/<TRAINER>/demo.yaml``. Each run's full Dassl log is in its output folder.
+The methods are the registered trainers that have a demo recipe, ``configs/trainers/<TRAINER>/demo.yaml``
+(zero-shot CLIP first: it is the bar the others must clear). Every run goes through ``train.py`` exactly as a
+user would call it (the same argument list; in one process, to save one interpreter start per run), so the
+zero-shot row *is* the ZeroshotCLIP trainer's result and every number comes from the library's own evaluation.
+Each run's log and ``results.json`` stay in ``<out>/<TRAINER>/seed<N>/``; a finished run is reused (``--fresh``
+retrains). With several seeds the table gives mean ± std over them. The default output folder follows
+``--data`` (``output/demo/<data folder name>-<hash of its path>``), so two demos on two data roots never mix.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
+
+if not __package__:  # started as a file: the imports below need the repository root, as `python -m` gives
+    print("error: run this tool from the repository root as a module: python -m tools.demo.run ...", file=sys.stderr)
+    sys.exit(2)
 
 from tabulate import tabulate
 
 from tools.demo.build import build_demo_assets
 from tools.demo.tiny_clip import PretrainRecipe, default_weights_path
 
-#: (trainer, label, extra command-line flags); zero-shot first: it is the bar the others must clear
-METHODS: list[tuple[str, str, tuple[str, ...]]] = [
-    ("ZeroshotCLIP", "zero-shot CLIP", ("--eval-only",)),
-    ("CoOp", "CoOp", ()),
-    ("MaPLe", "MaPLe", ()),
-    ("DPT", "DPT", ()),
-    ("DCAR", "DCAR", ()),
-]
+ROOT = Path(__file__).resolve().parents[2]
+ZERO_SHOT = "ZeroshotCLIP"
 KS = (1, 5, 10)
+LABELS = {ZERO_SHOT: "zero-shot CLIP", "CLIPAdapter": "CLIP-Adapter"}
 
 
-def train_argv(trainer: str, flags: tuple[str, ...], data: Path, out: Path, weights: Path, shots: int,
-               seed: int) -> list[str]:
+def demo_recipe(trainer: str) -> Path:
+    return ROOT / "configs" / "trainers" / trainer / "demo.yaml"
+
+
+def demo_methods(registered: list[str]) -> list[str]:
+    """Registered trainers with a demo recipe: zero-shot first, then by name."""
+    methods = sorted(name for name in registered if demo_recipe(name).is_file())
+    return sorted(methods, key=lambda name: name != ZERO_SHOT)
+
+
+def default_output(data: Path) -> Path:
+    resolved = data.expanduser().resolve()
+    return Path("output") / "demo" / f"{resolved.name}-{hashlib.sha1(str(resolved).encode()).hexdigest()[:8]}"
+
+
+def train_argv(trainer: str, data: Path, out: Path, weights: Path, shots: int, seed: int,
+               epochs: int | None = None) -> list[str]:
+    flags = ["--eval-only"] if trainer == ZERO_SHOT else []
+    overrides = ["OPTIM.MAX_EPOCH", str(epochs)] if epochs is not None and trainer != ZERO_SHOT else []
     return ["--root", str(data), "--seed", str(seed), "--trainer", trainer,
-            "--dataset-config-file", "configs/datasets/fdrd_synthetic.yaml",
-            "--config-file", f"configs/trainers/{trainer}/demo.yaml", "--output-dir", str(out), *flags,
-            "MODEL.BACKBONE.NAME", str(weights), "DATASET.NUM_SHOTS", str(shots)]
+            "--dataset-config-file", str(ROOT / "configs" / "datasets" / "fdrd_synthetic.yaml"),
+            "--config-file", str(demo_recipe(trainer)), "--output-dir", str(out), *flags,
+            "MODEL.BACKBONE.NAME", str(weights), "DATASET.NUM_SHOTS", str(shots), *overrides]
 
 
 def run_method(argv: list[str]) -> tuple[int, str]:
-    """Run train.py in-process with its console output captured (it is in the run's log.txt)."""
+    """Run train.py in-process with its console output captured (it is in the run's log too)."""
     import train
 
     captured = io.StringIO()
@@ -51,22 +73,43 @@ def run_method(argv: list[str]) -> tuple[int, str]:
     return code, captured.getvalue()
 
 
-def results_row(label: str, results: dict, baseline: dict | None) -> list:
-    row = [label]
-    for direction in ("i2t", "t2i"):
-        row += [f"{results[direction][f'R@{k}']:.2f}" for k in KS]
-    row.append(f"{results['mean_recall']:.2f}")
-    row.append("" if baseline is None else f"{results['mean_recall'] - baseline['mean_recall']:+.2f}")
-    return row
+def metric_values(results: dict) -> dict[str, float]:
+    """The table's columns of one run's results.json."""
+    values = {f"{d.upper()} R@{k}": results[d][f"R@{k}"] for d in ("i2t", "t2i") for k in KS}
+    values["mean"] = results["mean_recall"]
+    if "hard_negative_i2t" in results:
+        values["hard-neg R@1"] = results["hard_negative_i2t"]["R@1"]
+    return values
+
+
+def summarise(runs: dict[str, list[dict]]) -> tuple[list[str], list[list[str]]]:
+    """Rows of mean (± std over seeds) per method, and the mean recall's difference to zero-shot."""
+    columns = list(metric_values(next(iter(runs.values()))[0]))
+    baseline = statistics.mean(r["mean_recall"] for r in runs.get(ZERO_SHOT, [])) if ZERO_SHOT in runs else None
+    rows = []
+    for trainer, results in runs.items():
+        per_seed = [metric_values(r) for r in results]
+        cells = []
+        for column in columns:
+            values = [v[column] for v in per_seed if column in v]
+            spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 and trainer != ZERO_SHOT else ""
+            cells.append(f"{statistics.mean(values):.2f}{spread}" if values else "")
+        mean = statistics.mean(r["mean_recall"] for r in results)
+        delta = "" if baseline is None or trainer == ZERO_SHOT else f"{mean - baseline:+.2f}"
+        rows.append([LABELS.get(trainer, trainer)] + cells + [delta])
+    return ["method", *columns, "vs zero-shot"], rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="./data", help="dataset root (the demo assets are built here)")
-    parser.add_argument("--out", default="output/demo", help="where the runs go (replaced on each demo)")
+    parser = argparse.ArgumentParser(prog="python -m tools.demo.run", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--data", default="./data", type=Path, help="dataset root (the demo assets are built here)")
+    parser.add_argument("--out", type=Path, help="where the runs go (default: output/demo/<data name>-<hash>)")
     parser.add_argument("--shots", type=int, default=16, help="image-caption pairs per class for training")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--methods", nargs="+", default=[m[0] for m in METHODS], help="trainers to run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--methods", nargs="+", help="trainers to run (default: every one with a demo recipe)")
+    parser.add_argument("--fresh", action="store_true", help="retrain runs that already have results")
+    parser.add_argument("--epochs", type=int, help="train this many epochs instead of the recipes' (a quick check)")
     parser.add_argument("--pretrain-steps", type=int, default=PretrainRecipe.steps,
                         help="tiny CLIP pretraining steps (the cached checkpoint is rebuilt when this changes)")
     parser.add_argument("--pretrain-pool", type=int, default=PretrainRecipe.pool_size,
@@ -76,44 +119,53 @@ def main(argv: list[str] | None = None) -> int:
     import trainers  # noqa: F401  (fails here, clearly, if Dassl is missing)
     from dassl.engine import TRAINER_REGISTRY
 
+    from trainers.atomic_io import atomic_write_text
     from trainers.engine.trainer import RESULTS_FILE
 
-    start = time.time()
-    data, out = Path(args.data), Path(args.out)
-    build_demo_assets(data, recipe=PretrainRecipe(steps=args.pretrain_steps, pool_size=args.pretrain_pool))
-    weights = default_weights_path(data)
-    selected = [m for m in METHODS if m[0] in args.methods]
-    unknown = set(args.methods) - {m[0] for m in METHODS}
+    available = demo_methods(list(TRAINER_REGISTRY.registered_names()))
+    selected = [m for m in available if m in (args.methods or available)]
+    unknown = sorted(set(args.methods or []) - set(available))
     if unknown:
-        parser.error(f"unknown methods {sorted(unknown)}; choose from {[m[0] for m in METHODS]}")
+        parser.error(f"no demo recipe for {unknown}; choose from {available}")
 
-    rows, summary, baseline = [], {}, None
-    print(f"Training on the synthetic domain ({args.shots} shots, seed {args.seed}); logs in {out}/<method>/log.txt")
-    for i, (trainer, label, flags) in enumerate(selected, 1):
-        if trainer not in TRAINER_REGISTRY.registered_names():
-            print(f"[{i}/{len(selected)}] {label}: not available in this checkout, skipped")
-            continue
-        run_dir = out / trainer
-        shutil.rmtree(run_dir, ignore_errors=True)
-        print(f"[{i}/{len(selected)}] {label} ...", end=" ", flush=True)
-        t0 = time.time()
-        code, console = run_method(train_argv(trainer, flags, data, run_dir, weights, args.shots, args.seed))
-        if code != 0 or not (run_dir / RESULTS_FILE).is_file():
-            print(f"failed (exit {code}); see {run_dir}/log.txt\n{console[-2000:]}")
-            return 1
+    start = time.time()
+    out = args.out or default_output(args.data)
+    build_demo_assets(args.data, recipe=PretrainRecipe(steps=args.pretrain_steps, pool_size=args.pretrain_pool))
+    weights = default_weights_path(args.data)
+    jobs = [(trainer, seed) for trainer in selected for seed in (args.seeds if trainer != ZERO_SHOT else [1])]
+    print(f"Training on the synthetic domain ({args.shots} shots, seeds {' '.join(map(str, args.seeds))}); "
+          f"runs and logs in {out}/<TRAINER>/seed<N>/")
+    runs: dict[str, list[dict]] = {}
+    for i, (trainer, seed) in enumerate(jobs, 1):
+        run_dir = out / trainer / f"seed{seed}"
+        label = f"[{i}/{len(jobs)}] {LABELS.get(trainer, trainer)}, seed {seed}"
+        if args.fresh:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        if not (run_dir / RESULTS_FILE).is_file():
+            print(f"{label} ...", end=" ", flush=True)
+            t0 = time.time()
+            code, console = run_method(train_argv(trainer, args.data, run_dir, weights, args.shots, seed,
+                                                  args.epochs))
+            if code != 0 or not (run_dir / RESULTS_FILE).is_file():
+                print(f"failed (exit {code}); see {run_dir}/log_latest.txt\n{console[-2000:]}")
+                return 1
+            print(f"done in {time.time() - t0:.0f}s", end=", ")
+        else:
+            print(f"{label}: finished earlier,", end=" ")
         results = json.loads((run_dir / RESULTS_FILE).read_text())
-        baseline = baseline or (results if trainer == "ZeroshotCLIP" else None)
-        summary[trainer] = results
-        rows.append(results_row(label, results, None if trainer == "ZeroshotCLIP" else baseline))
-        print(f"done in {time.time() - t0:.1f}s, mean recall {results['mean_recall']:.2f}")
+        runs.setdefault(trainer, []).append(results)
+        print(f"mean recall {results['mean_recall']:.2f}", flush=True)
 
-    headers = ["method"] + [f"{d} R@{k}" for d in ("I2T", "T2I") for k in KS] + ["mean", "vs zero-shot"]
-    table = tabulate(rows, headers=headers, disable_numparse=True, colalign=("left",) + ("right",) * 8)
-    print(f"\nRecall@K on the synthetic domain's test split ({summary and next(iter(summary.values()))['num_images']} "
-          f"images x captions):\n{table}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "demo_results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "demo_results.md").write_text(tabulate(rows, headers=headers, disable_numparse=True, tablefmt="github") + "\n")
+    headers, rows = summarise(runs)
+    n_images = next(iter(runs.values()))[0]["num_images"]
+    seeds = f"seed {args.seeds[0]}" if len(args.seeds) == 1 else f"mean ± std over seeds {' '.join(map(str, args.seeds))}"
+    print(f"\nRecall@K on the synthetic domain's test split ({n_images} images x captions, {args.shots} shots, {seeds}; "
+          f"hard-neg R@1: each image's caption against its 4 sibling/attribute swaps):")
+    print(tabulate(rows, headers=headers, disable_numparse=True, colalign=("left",) + ("right",) * (len(headers) - 1)))
+    summary = {trainer: {"seeds": [r["seed"] for r in results], "runs": results} for trainer, results in runs.items()}
+    atomic_write_text(out / "demo_results.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "demo_results.md", tabulate(rows, headers=headers, disable_numparse=True,
+                                                        tablefmt="github") + "\n")
     print(f"\nTotal {time.time() - start:.0f}s. Table saved to {out / 'demo_results.md'}")
     return 0
 

@@ -81,6 +81,8 @@ BODY_TEMPLATES: tuple[str, ...] = (
     "The image shows {np}{pattern_with}{set_against}{where}{tilt}.",
     "{NP}{on_background}{where}.{state}",
 )
+ON_BACKGROUND = " on a {} background"
+SET_AGAINST = ", set against a {} background"
 PHOTO_PREFIX = "This is a photo of {name}."  # FDRD Format A prefix: no space follows the period.
 
 # Nouns the pretraining captions use where the domain puts an invented subcategory name.
@@ -277,8 +279,8 @@ def describe(attributes: SceneAttributes, noun: str, plural: str, mentions: Ment
         "np": noun_phrase,
         "NP": _capitalised(noun_phrase),
         "pattern_with": f" {pattern_with}" if mentions.pattern else "",
-        "on_background": f" on a {background} background" if mentions.background else "",
-        "set_against": f", set against a {background} background" if mentions.background else "",
+        "on_background": ON_BACKGROUND.format(background) if mentions.background else "",
+        "set_against": SET_AGAINST.format(background) if mentions.background else "",
         "where": f", {attributes.position}" if attributes.position and mentions.position else "",
         "tilt": f", {TILT_PHRASES[attributes.tilt]}" if attributes.tilt and mentions.tilt else "",
         "state": _state_sentence(attributes, mentions, be),
@@ -298,7 +300,8 @@ def _words(text: str) -> set[str]:
 def caption_vocabulary() -> frozenset[str]:
     """Every word a pretraining caption can contain (templates, attribute words, generic nouns, plurals)."""
     words: set[str] = set()
-    for text in (*BODY_TEMPLATES, PHOTO_PREFIX, *_PATTERN_WITH.values(), *_PATTERN_ADJECTIVE.values()):
+    for text in (*BODY_TEMPLATES, PHOTO_PREFIX, ON_BACKGROUND, SET_AGAINST, *_PATTERN_WITH.values(),
+                 *_PATTERN_ADJECTIVE.values()):
         words |= _words(text)
     for text in (*_POSITION_PHRASES.values(), *TILT_PHRASES.values(), *COUNT_WORDS.values(), *_NUMBER_WORDS.values()):
         words |= _words(text)

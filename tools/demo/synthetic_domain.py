@@ -50,7 +50,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from tools.demo.atomic import atomic_write_bytes, json_bytes, read_json, sha256_of
+from tools.demo.files import json_bytes, read_json, sha256_of
+from trainers.atomic_io import atomic_write_bytes
 from tools.demo.drawing import PATTERN_NAMES, render
 from tools.demo.scenes import (
     COLOURS,

@@ -26,7 +26,11 @@ import torch.nn.functional as F
 from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
-from tools.demo.atomic import atomic_torch_save, atomic_write_json, read_json, sha256_of
+from tools.demo.files import json_bytes, read_json, sha256_of
+from trainers.atomic_io import atomic_write_bytes
+from trainers.backbone.text_encoder import PromptedTextEncoder
+from trainers.losses import symmetric_info_nce
+from trainers.serialization import atomic_torch_save
 from tools.demo.generic_pool import generate_generic_pool, pool_fingerprint
 
 TINY_CLIP_ARCHITECTURE: dict[str, int] = {
@@ -45,7 +49,7 @@ TINY_CLIP_ARCHITECTURE: dict[str, int] = {
 CLIP_PIXEL_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_PIXEL_STD = (0.26862954, 0.26130258, 0.27577711)
 WEIGHTS_RELPATH = Path("weights") / "tiny_clip_synthetic.pt"
-RECIPE_VERSION = 2  # bump when the training loop changes (pool changes are caught by pool_fingerprint)
+RECIPE_VERSION = 3  # bump when the training loop changes (pool changes are caught by pool_fingerprint)
 PRETRAIN_THREADS = 2  # the target machine's cores; not part of the recipe (it does not change the result's meaning)
 _MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clips the learned temperature at 100
 
@@ -129,38 +133,14 @@ def _warmup_cosine(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def symmetric_info_nce(logits_per_image: torch.Tensor) -> torch.Tensor:
-    """CLIP's loss: mean of image->text and text->image cross-entropy against the diagonal."""
-    targets = torch.arange(logits_per_image.shape[0])
-    return 0.5 * (F.cross_entropy(logits_per_image, targets) + F.cross_entropy(logits_per_image.t(), targets))
-
-
-def encode_text_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """``model.encode_text`` on tokens cut after the last end-of-text token: same result, ~2x cheaper.
-
-    The text transformer is causal and pools at the EOT token, so padding positions after it can
-    never influence the output; dropping them only saves compute (captions here are ~30 of 77 tokens).
-    Mirrors ``clip.model.CLIP.encode_text`` and ``ResidualAttentionBlock`` with a sliced mask.
-    """
-    eot_positions = tokens.argmax(dim=-1)
-    length = int(eot_positions.max()) + 1
-    tokens = tokens[:, :length]
-    x = model.token_embedding(tokens).type(model.dtype) + model.positional_embedding[:length].type(model.dtype)
-    x = x.permute(1, 0, 2)  # (L, N, D), the layout CLIP's blocks use
-    mask = model.build_attention_mask()[:length, :length].to(dtype=x.dtype)
-    for block in model.transformer.resblocks:
-        hidden = block.ln_1(x)
-        x = x + block.attn(hidden, hidden, hidden, need_weights=False, attn_mask=mask)[0]
-        x = x + block.mlp(block.ln_2(x))
-    x = model.ln_final(x.permute(1, 0, 2)).type(model.dtype)
-    return x[torch.arange(x.shape[0]), eot_positions] @ model.text_projection
-
-
-def contrastive_logits(model: torch.nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Image-to-text logits exactly as ``CLIP.forward`` computes them (normalised, times exp(logit_scale))."""
+def contrastive_loss(model: torch.nn.Module, text_encoder: PromptedTextEncoder, images: torch.Tensor,
+                     tokens: torch.Tensor) -> torch.Tensor:
+    """CLIP's loss on one batch, with the library's pieces: the text tower through the project's text encoder
+    (which runs only up to the batch's last end-of-text token, ~2x cheaper on these ~30-token captions, same
+    features) and the project's symmetric InfoNCE at the model's learned temperature."""
     image_features = F.normalize(model.encode_image(images), dim=-1)
-    text_features = F.normalize(encode_text_trimmed(model, tokens), dim=-1)
-    return model.logit_scale.exp() * image_features @ text_features.t()
+    text_features = F.normalize(text_encoder(*text_encoder.embed(tokens)), dim=-1)
+    return symmetric_info_nce(image_features, text_features, model.logit_scale.exp())
 
 
 def _epoch_batches(pool_size: int, batch_size: int, steps: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
@@ -202,14 +182,15 @@ def pretrain_tiny_clip(
             pool = generate_generic_pool(recipe.pool_size, recipe.seed, TINY_CLIP_ARCHITECTURE["image_resolution"])
             tokens = clip.tokenize(pool.captions, truncate=True)
             model = new_tiny_clip(recipe.seed).train()
+            text_encoder = PromptedTextEncoder(model)
             optimiser, schedule = _optimiser(model, recipe)
             sampler = torch.Generator().manual_seed(recipe.seed)
             batches = _epoch_batches(recipe.pool_size, recipe.batch_size, recipe.steps, sampler)
             losses: list[float] = []
             bar = tqdm(batches, total=recipe.steps, desc="pretrain tiny CLIP", disable=not progress, leave=False)
             for batch in bar:
-                logits = contrastive_logits(model, images_to_clip_tensor(pool.images[batch.numpy()]), tokens[batch])
-                loss = symmetric_info_nce(logits)
+                loss = contrastive_loss(model, text_encoder, images_to_clip_tensor(pool.images[batch.numpy()]),
+                                        tokens[batch])
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
@@ -250,7 +231,7 @@ def ensure_tiny_clip(
         return TinyClipBuild(path=weights_path, sidecar=sidecar, built=False, record=read_json(sidecar) or {})
     result = pretrain_tiny_clip(recipe, progress=progress, num_threads=num_threads)
     state_dict = {key: value.detach().clone().float() for key, value in result.model.state_dict().items()}
-    atomic_torch_save(weights_path, state_dict)
+    atomic_torch_save(state_dict, weights_path)
     record = {
         "recipe": _json_form(recipe.as_record()),
         "sha256": sha256_of(weights_path.read_bytes()),
@@ -259,7 +240,7 @@ def ensure_tiny_clip(
         "torch_version": torch.__version__,
         "loss_per_step": result.losses,
     }
-    atomic_write_json(sidecar, record)
+    atomic_write_bytes(sidecar, json_bytes(record))
     return TinyClipBuild(path=weights_path, sidecar=sidecar, built=True, record=record)
 
 

@@ -7,8 +7,12 @@ DASSL_SRC ?=
 DASSL_GIT ?= https://github.com/KaiyangZhou/Dassl.pytorch.git
 DASSL_COMMIT ?= c61a1b570ac6333bd50fb5ae06aea59002fb20bb
 DATA ?= ./data
+# seeds of make demo (the README's comparison uses SEEDS="1 2 3 4 5") and of make ablation
+SEEDS ?= 1
+ABLATION_SEEDS ?= 1 2 3 4 5
+DEMO_WEIGHTS = $(DATA)/weights/tiny_clip_synthetic.pt
 
-.PHONY: install requirements dassl test demo bench
+.PHONY: install requirements dassl test demo tune ablation bench
 
 install: requirements dassl
 
@@ -30,7 +34,21 @@ test: install
 	$(PYTHON) -m pytest
 
 demo: install
-	$(PYTHON) -m tools.demo.run --data $(DATA)
+	$(PYTHON) -m tools.demo.run --data $(DATA) --seeds $(SEEDS)
+
+# The demo recipes' tuning: every method's grid (tools/demo/tuning/<TRAINER>.yaml, the same budget for each) on
+# the validation split held out of the demo domain's train file; the test split is never looked at.
+tune: install
+	$(PYTHON) -m tools.demo.build --data $(DATA) --quiet
+	for spec in tools/demo/tuning/*.yaml; do $(PYTHON) -m tools.sweep $$spec --set data=$(DATA) || exit 1; done
+	$(PYTHON) -m tools.parse_results output/demo_tuning
+
+# DCAR's ablation on the demo domain (scripts/dcar/ablation.sh with the demo recipe), then its table.
+ablation: install
+	$(PYTHON) -m tools.demo.build --data $(DATA) --quiet
+	CFG=demo SEEDS="$(ABLATION_SEEDS)" DATA=$(DATA) PYTHON=$(PYTHON) bash scripts/dcar/ablation.sh fdrd_synthetic 16 \
+		MODEL.BACKBONE.NAME $(DEMO_WEIGHTS)
+	$(PYTHON) -m tools.paper_tables ablation output/fdrd_synthetic/DCAR/demo@tiny_clip_synthetic_16shots --std
 
 bench: install
 	$(PYTHON) -m tools.bench --data $(DATA)

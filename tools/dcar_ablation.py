@@ -24,6 +24,10 @@ import sys
 from collections.abc import Mapping, Sequence
 
 NODE = "TRAINER.DCAR"
+#: every row name :func:`ablation_rows` can produce, in table order
+ROW_NAMES = ("full", "no_dtr", "plus_dtr", "no_cate", "plus_cate", "no_visual_prompts", "plus_visual_prompts",
+             "shallow", "prompts_only", "dual_prompts", "text_only", "prompts_plus_dtr", "prompts_plus_cate",
+             "cate_frozen_encoder", "cate_figure_weighting")
 
 
 def recipe_values(config_file: str, overrides: Sequence[str] = ()) -> Mapping:
@@ -80,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"overrides must come in KEY VALUE pairs, got {args.opts}")
     try:
         recipe = recipe_values(args.config_file, args.opts)
-    except (FileNotFoundError, KeyError, ValueError) as err:
+    except (AssertionError, FileNotFoundError, KeyError, ValueError) as err:  # yacs asserts on unknown keys
         print(f"error: {args.config_file}: {err}", file=sys.stderr)
         return 2
     for name, changes in ablation_rows(recipe):

@@ -1,15 +1,27 @@
 #!/bin/bash
-# DCAR ablation rows: bash scripts/dcar/ablation.sh DOMAIN SHOTS   (e.g. fdrd_dtd 16, or fdrd)
-#   dual prompts only | + DTR | + CAA | full DCAR, each in output/<domain>/DCAR/<cfg>_<shots>shots/<row>/
+# DCAR ablation: bash scripts/dcar/ablation.sh DATASET SHOTS [KEY VALUE ...]   (e.g. fdrd_dtd 16)
+#   Runs every row that `python -m tools.dcar_ablation` derives from the recipe (CFG, default vit_b32, with the
+#   given overrides): the full model, each component removed from it (or added, when the recipe has it off),
+#   the build-up from plain dual prompts, and the literal readings of DCAR's Fig. 2. Seeds SEEDS (default
+#   "1 2 3"), into output/DATASET/DCAR/CFG_SHOTSshots/<row>/seedN through scripts/lib/run_seeds.sh (DATA,
+#   PYTHON as there). The overrides go to every run; a row's own TRAINER.DCAR keys follow them, so a row is
+#   "the recipe with your overrides, then this row's change".
+#   Table: python -m tools.paper_tables ablation output/DATASET/DCAR/CFG_SHOTSshots --std
 set -u
-DOMAIN=$1; SHOTS=$2
-RUN="$(dirname "$0")/../lib/run_seeds.sh"
+cd "$(dirname "$0")/../.."
+PYTHON=${PYTHON:-python}
+DATASET=${1:-}; SHOTS=${2:-}
+if [ -z "${DATASET}" ] || [ -z "${SHOTS}" ]; then
+    echo "error: usage: bash scripts/dcar/ablation.sh DATASET SHOTS [KEY VALUE ...] (e.g. fdrd_dtd 16)" >&2
+    exit 2
+fi
+shift 2
 CFG=${CFG:-vit_b32}
+ROWS=$("${PYTHON}" -m tools.dcar_ablation --config-file "configs/trainers/DCAR/${CFG}.yaml" "$@") || exit 2
 STATUS=0
-for ROW in "dual_prompts False False" "plus_dtr True False" "plus_caa False True" "full True True"; do
-    set -- ${ROW}
-    NAME=$1; DTR=$2; CAA=$3
-    VARIANT=${NAME} bash "${RUN}" DCAR "${CFG}" "${DOMAIN}" "${SHOTS}" \
-        TRAINER.DCAR.USE_DTR ${DTR} TRAINER.DCAR.USE_CAA ${CAA} || STATUS=1
-done
+while IFS=$'\t' read -r NAME CHANGES; do
+    read -r -a CHANGE <<< "${CHANGES}"
+    echo "== ablation row ${NAME}: ${CHANGES:-the recipe as it is}"
+    VARIANT=${NAME} bash scripts/lib/run_seeds.sh DCAR "${CFG}" "${DATASET}" "${SHOTS}" "$@" "${CHANGE[@]}" || STATUS=1
+done <<< "${ROWS}"
 exit ${STATUS}

@@ -10,7 +10,7 @@ from tools.results import GroupSummary
 
 from .names import method_name
 
-OURS, PAPER, DIFF = "ours", "paper", "diff"
+OURS, PAPER, DIFF, STAT = "ours", "paper", "diff", "stat"  # STAT: a statistic (p-value, count), never bold
 CHECKPOINT_SUFFIXES = frozenset({".pt", ".pth", ".bin", ".safetensors", ".tar"})  # a backbone given as a file
 
 
@@ -18,11 +18,12 @@ CHECKPOINT_SUFFIXES = frozenset({".pt", ".pth", ".bin", ".safetensors", ".tar"})
 class Column:
     group: str  # upper header: "I2T", "16 shots" ("" for none)
     method: str
-    kind: str = OURS  # OURS | PAPER (published number) | DIFF (ours − paper)
+    kind: str = OURS  # OURS | PAPER (published number) | DIFF (ours − paper, or a paired difference) | STAT
 
     @property
     def label(self) -> str:
-        return {OURS: self.method, PAPER: f"{self.method} (paper)", DIFF: f"Δ {self.method}"}[self.kind]
+        return {OURS: self.method, PAPER: f"{self.method} (paper)", DIFF: f"Δ {self.method}",
+                STAT: self.method}[self.kind]
 
 
 @dataclass(frozen=True)

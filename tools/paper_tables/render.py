@@ -27,7 +27,7 @@ def render_markdown(table: PaperTable, decimals: int = 2, show_std: bool = False
                 line.append("–")
                 continue
             text = _format_value(cell, column, decimals)
-            if show_std and cell.std is not None and column.kind == OURS:
+            if show_std and cell.std is not None and column.kind in (OURS, DIFF):
                 text += f" ± {cell.std:.{decimals}f}"
             line.append(f"**{text}**" if (r, c) in best else text)
         body.append(line)
@@ -38,20 +38,24 @@ def render_markdown(table: PaperTable, decimals: int = 2, show_std: bool = False
 
 
 def render_csv(table: PaperTable, decimals: int = 2, show_std: bool = False) -> str:
-    """Plain numbers (no bold); with ``show_std`` a ``<column> std`` column follows each of our columns."""
+    """Plain numbers (no bold); with ``show_std`` a ``<column> std`` column follows each of our columns (and each
+    difference column that has a spread, e.g. an ablation's paired differences)."""
+    with_std = [show_std and (column.kind == OURS or (column.kind == DIFF and any(
+        row.cells[c] is not None and row.cells[c].std is not None for row in table.rows)))
+        for c, column in enumerate(table.columns)]
     header = list(table.key_names)
-    for column in table.columns:
+    for column, std in zip(table.columns, with_std):
         header.append(f"{column.group} {column.label}".strip())
-        if show_std and column.kind == OURS:
+        if std:
             header.append(f"{column.group} {column.label} std".strip())
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     for row in table.rows:
         line = list(row.keys)
-        for column, cell in zip(table.columns, row.cells):
+        for column, cell, std in zip(table.columns, row.cells, with_std):
             line.append(_format_value(cell, column, decimals) if cell is not None else "")
-            if show_std and column.kind == OURS:
+            if std:
                 line.append(f"{cell.std:.{decimals}f}" if cell is not None and cell.std is not None else "")
         writer.writerow(line)
     return buffer.getvalue()
@@ -107,7 +111,7 @@ def render_latex(table: PaperTable, decimals: int = 2, show_std: bool = False) -
                 continue
             text = _format_value(cell, column, decimals)
             text = rf"\textbf{{{text}}}" if (r, c) in best else text
-            if show_std and cell.std is not None and column.kind == OURS:
+            if show_std and cell.std is not None and column.kind in (OURS, DIFF):
                 text += rf"$_{{\pm {cell.std:.{decimals}f}}}$"
             cells.append(text)
         lines.append(" & ".join(keys + cells) + r" \\")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 
 from trainers.engine.feature_cache import ImageFeatureCache, cache_key
@@ -32,3 +33,20 @@ def test_get_or_compute_stores_then_hits(tmp_path):
     (tmp_path / "k.pt").write_bytes(b"truncated")
     again, hit3 = cache.get_or_compute("k", compute)
     assert not hit3 and torch.equal(again, features)
+
+
+def test_a_model_that_changes_the_image_path_must_say_whether_it_stays_frozen():
+    from trainers.backbone.prompted_clip import PromptedCLIP
+
+    with pytest.raises(TypeError, match="image_path_frozen"):
+        class Undeclared(PromptedCLIP):  # noqa: F841 - its definition is the test
+            def raw_image_features(self, images):
+                return images
+
+    class Declared(PromptedCLIP):
+        image_path_frozen = False
+
+        def visual_prompts(self, images):
+            return None
+
+    assert Declared.image_path_frozen is False and PromptedCLIP.image_path_frozen is True

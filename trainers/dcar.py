@@ -110,12 +110,15 @@ def add_config(cfg) -> None:
 class DualPromptCLIP(CoupledPromptCLIP):
     """MaPLe-coupled, independent or no visual prompts beside deep text prompts; the CAA head when L_cate uses it."""
 
+    image_path_frozen = False  # per instance: True without visual prompts
+
     def __init__(self, clip_model, classnames, n_ctx, ctx_init, depth, coupling: str, visual: bool,
                  caa: nn.Module | None):
         super().__init__(clip_model, classnames, n_ctx, ctx_init, depth)
         if coupling not in COUPLINGS:
             raise ConfigError(f"TRAINER.DCAR.COUPLING must be one of {COUPLINGS}, got {coupling!r}")
         self.coupling = coupling if visual else "none"
+        self.image_path_frozen = not visual  # text prompts only: the frozen image features can be cached
         if not visual or coupling == "independent":
             del self.learnable.to_visual
         if visual and coupling == "independent":
@@ -124,10 +127,6 @@ class DualPromptCLIP(CoupledPromptCLIP):
                 [nn.Parameter(torch.randn(n_ctx, width) * 0.02) for _ in range(depth)])
         if caa is not None:
             self.learnable.caa = caa
-
-    @property
-    def prompts_image(self) -> bool:
-        return self.coupling != "none"
 
     def visual_prompts(self, images):
         if self.coupling == "none":

@@ -20,6 +20,7 @@ loading a checkpoint into a model of another class count skips them.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from dassl.engine import TRAINER_REGISTRY
@@ -84,7 +85,16 @@ def layer_split(num_layers: int, bottom_limit: int) -> tuple[list[int], list[int
     return list(range(bottom_limit - 1)), list(range(bottom_limit - 1, num_layers))
 
 
+@dataclass
+class ClassAwareImageOutput(ImageOutput):
+    """VLP's image output plus what L_cav needs."""
+
+    aux_logits: torch.Tensor | None = None  # (B, CAVPT blocks, K, C)
+    selection: torch.Tensor | None = None   # (B, K) classes chosen by the zero-shot selector
+
+
 class ClassAwareCLIP(DualModalityCLIP):
+    image_path_frozen = False  # class-aware prompts in the last ViT blocks
     def __init__(self, clip_model, classnames, template, n_ctx, ctx_init, vpt_length, bottom_limit: int,
                  num_selected: int, num_kv_tokens: int = 10, attn_dim: int = 32):
         vpt_blocks, cavpt_blocks = layer_split(len(clip_model.visual.transformer.resblocks), bottom_limit)
@@ -103,7 +113,8 @@ class ClassAwareCLIP(DualModalityCLIP):
         scores = frozen_image_features @ self.frozen_class_features(frozen_image_features.device).t()
         return scores.topk(self.num_selected, dim=-1).indices
 
-    def encode_image_with_aux(self, images, class_features_raw=None, need_frozen: bool = True) -> ImageOutput:
+    def encode_image_with_aux(self, images, class_features_raw=None,
+                              need_frozen: bool = True) -> ClassAwareImageOutput:
         frozen = self.frozen_image_features(images)
         selection = self.select_classes(frozen)
         if class_features_raw is None:
@@ -120,7 +131,7 @@ class ClassAwareCLIP(DualModalityCLIP):
             return prompts
 
         raw = self.vision_encoder(images, provider, carry=False)
-        return ImageOutput(raw, frozen, torch.stack(aux, dim=1), selection)
+        return ClassAwareImageOutput(raw, frozen, torch.stack(aux, dim=1), selection)
 
     def raw_image_features(self, images):
         return self.encode_image_with_aux(images).raw
@@ -186,6 +197,6 @@ class DPT(VLP):
     def optimized_modules(self):
         return super().optimized_modules() + [("extractor", self.model.cavpt, self.visual_optim_cfg())]
 
-    def auxiliary_loss(self, out: ImageOutput, labels: torch.Tensor) -> torch.Tensor | None:
+    def auxiliary_loss(self, out: ClassAwareImageOutput, labels: torch.Tensor) -> torch.Tensor | None:
         loss = class_aware_loss(out.aux_logits, out.selection, labels)
         return None if loss is None else self.cfg.TRAINER.ALPHA * loss

@@ -41,6 +41,7 @@ def add_config(cfg) -> None:
 
 
 class CoupledPromptCLIP(PromptedCLIP):
+    image_path_frozen = False  # visual prompts in the ViT blocks
     learns_text = True
     carry_visual_prompts = True
     #: the official code initialises the context from CTX_INIT only up to this many tokens

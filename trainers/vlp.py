@@ -43,12 +43,11 @@ def add_config(cfg) -> None:
 class ImageOutput:
     raw: torch.Tensor                      # prompted image features, unnormalised
     frozen: torch.Tensor | None            # zero-shot CLIP image features, normalised (no grad)
-    aux_logits: torch.Tensor | None = None  # DPT: (B, CAVPT blocks, K, C)
-    selection: torch.Tensor | None = None   # DPT: (B, K) classes chosen by the zero-shot selector
 
 
 class DualModalityCLIP(CoOpCLIP):
     """CoOp's shared text context + VPT tokens in ``vpt_blocks``."""
+    image_path_frozen = False  # visual prompts in the ViT blocks
 
     def __init__(self, clip_model, classnames, template: str, n_ctx: int, ctx_init: str, vpt_length: int,
                  vpt_blocks: list[int]):

@@ -53,6 +53,7 @@ def prompted_blocks(num_layers: int, depth: int) -> list[int]:
 
 
 class VPTCLIP(PromptedCLIP):
+    image_path_frozen = False  # prompts in the ViT blocks
     def __init__(self, clip_model, classnames, template: str, length: int, depth: int = 0):
         super().__init__(clip_model, classnames, template)
         if self.vision_encoder is None:

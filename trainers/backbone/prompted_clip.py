@@ -20,6 +20,19 @@ class PromptedCLIP(nn.Module):
     carry_visual_prompts: bool = False
     #: False when the text side is plain frozen CLIP, so class features are computed once and cached
     learns_text: bool = False
+    #: True when :meth:`raw_image_features` is the frozen CLIP image encoder, so test-image features can be
+    #: cached on disk and classification can score them in one matmul. A subclass that overrides
+    #: ``visual_prompts`` or ``raw_image_features`` must say what it is (checked when the class is defined);
+    #: one whose image path depends on its config sets it per instance.
+    image_path_frozen: bool = True
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        changes_images = any(name in vars(cls) for name in ("visual_prompts", "raw_image_features"))
+        if changes_images and "image_path_frozen" not in vars(cls):
+            raise TypeError(f"{cls.__name__} overrides the image path (visual_prompts/raw_image_features): declare "
+                            "image_path_frozen (False unless its images still go through the frozen encoder), so "
+                            "cached frozen features are never served for a prompted encoder.")
 
     def __init__(self, clip_model: nn.Module, classnames: list[str], template: str = "a photo of a {}."):
         super().__init__()
@@ -68,7 +81,7 @@ class PromptedCLIP(nn.Module):
     @property
     def prompts_image(self) -> bool:
         """Whether the image path differs from frozen CLIP (then its features cannot be cached)."""
-        return type(self).visual_prompts is not PromptedCLIP.visual_prompts
+        return not self.image_path_frozen
 
     def raw_image_features(self, images: torch.Tensor) -> torch.Tensor:
         """The (prompted) image encoder's output, before any adapter and normalisation."""

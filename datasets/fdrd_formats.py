@@ -4,7 +4,7 @@ No Dassl import, so every rule here is unit-testable on the real caption files w
 ``datasets/fdrd.py`` turns the records built here into Dassl ``Datum`` objects.
 
 FDRD (DCAR, wyf202322/DCAR) reuses the CoOp images and splits: FDRD train = CoOp train + val,
-FDRD test = CoOp test, one caption per image. See ``shared/design/dcar.md`` §2 for the evidence.
+FDRD test = CoOp test, one caption per image. ``docs/fdrd.md`` gives the evidence and the rules below in prose.
 
 Caption files
 -------------

@@ -14,7 +14,7 @@ from datasets.fdrd_formats import (DOMAINS, FDRDFormatError, count_overlong, loa
 needs_shared = pytest.mark.skipif(not SHARED_FDRD.is_dir(), reason="../shared/fdrd (the real caption files) is absent")
 needs_dassl = pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed")
 
-# file -> (domain, entries, classes); counts from design/dcar.md §2.1 and shared/fdrd/README.md
+# file -> (domain, entries, classes) of every published caption file (docs/fdrd.md, "What was published")
 REAL_FILES = {
     "inter_caltech-101_train.json": ("caltech101", 5777, 100),
     "inter_caltech-101_test.json": ("caltech101", 2465, 100),

@@ -1,6 +1,6 @@
 """DPT (Xing et al., IEEE TMM 2023): VLP + Class-Aware Visual Prompt Tuning (CAVPT).
 
-Follows the official implementation's semantics (design/dpt.md), with its bugs fixed:
+Follows the official implementation's semantics (docs/dpt.md), with its bugs fixed:
 - A frozen zero-shot selector (unprompted image x hand-crafted template) picks the top-K = min(CPN, C)
   classes of each image, at train and test time; labels never enter the selection.
 - VPT-deep tokens go into blocks 1..BOTTOMLIMIT-1; each block from BOTTOMLIMIT on gets K class-aware

@@ -37,7 +37,7 @@ def symmetric_info_nce(
         text_features: [B, D] L2-normalised features of the paired captions (row b matches image b).
         logit_scale: the *already exponentiated* scale s (CLIP's is 100), a float or a 0-d tensor.
         directions: ``"both"`` (the standard), or ``"i2t"`` / ``"t2i"`` for the one-directional ablation
-            (dcar.md §3 suggests the authors' prompt baselines may have used an I2T-only loss).
+            (the DCAR authors' prompt baselines may have used an I2T-only loss: docs/dcar.md).
 
     Targets are the plain in-batch diagonal: two pairs sharing an image in one batch are treated as negatives of
     each other, as in CLIP.
@@ -129,7 +129,7 @@ def category_weighted_contrastive(
 
 
 def class_aware_loss(logits: Tensor, selected: Tensor, labels: Tensor) -> Tensor | None:
-    """DPT's auxiliary CAVPT loss L_cav (dpt.md §1.7).
+    """DPT's auxiliary CAVPT loss L_cav (docs/dpt.md, "L_cav").
 
     Args:
         logits: [B, n_layers, K, C] class logits of every class-aware token in every CAVPT layer.

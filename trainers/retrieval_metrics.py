@@ -1,6 +1,6 @@
 """Recall@K for image-text retrieval, computed chunk by chunk.
 
-Protocol (design brief dcar.md, decision 10):
+Protocol (docs/retrieval.md):
 
 * ground truth is by *index*: caption ``j`` belongs to image ``caption_to_image[j]`` only, so two captions with the
   same text (or two images with the same pixels) never count as each other's match;

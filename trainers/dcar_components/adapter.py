@@ -1,4 +1,4 @@
-"""DCAR's trainable CAA block (dcar.md §1.2, decision 8)."""
+"""DCAR's trainable CAA block (docs/dcar.md, "Category-Aware Augmentation": the optional CAA head)."""
 from __future__ import annotations
 
 from ..adapters import ResidualAdapter

@@ -1,4 +1,4 @@
-"""Negative caption generator of DCAR's Category-Aware Augmentation (dcar.md §1.1, decision 7).
+"""Negative caption generator of DCAR's Category-Aware Augmentation (docs/dcar.md, "Category-Aware Augmentation").
 
 Every released FDRD *train* JSON has ``negative: []``, so negatives are generated on the fly, freshly at every
 call, from the positive caption:
@@ -6,7 +6,7 @@ call, from the positive caption:
 * **category swap**: the own class name is replaced by a *sibling* class (same meta-category), the hard
   negative Fig. 2 draws (Yorkshire Terrier → Wheaten Terrier). Matching is whole-word and case-insensitive, and
   the replacement copies the case style of the match; this avoids the substring bugs of the released test
-  negatives ("desert-moon orchid", "air707-320", dcar.md §2.5);
+  negatives ("desert-moon orchid", "air707-320", docs/fdrd.md "The test negatives");
 * **attribute swap**: same class, the description (body) of another caption of that class behind the own
   class prefix ("This is a photo of {c}.").
 

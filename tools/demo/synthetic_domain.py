@@ -6,14 +6,14 @@ two CPU cores in seconds, with the same file formats as the real data.
 
 Structure, built so that what DCAR targets dominates the errors (docs/dcar.md, "The embedded benchmark"):
 
-* meta-category = shape family (``star``, ``ring``...); its subcategories differ in **one** attribute, the
-  colour, and are named "<modifier> <shape>" ("vexlar star", "quorin star"): the shape word is one the tiny
-  CLIP learnt in pretraining (as CLIP knows "terrier"), the modifier an invented word it never saw (as a
-  rare breed). Every caption names the class, so the meta-category is always told, and telling siblings
-  apart is what is left: a category swap ("quorin star" for "vexlar star") is the hard negative;
-* the colour is stated in words only part of the time (``DomainSpec.identity_mention_rate``), like real
-  captions that describe the scene more than the subcategory; the rest must come from the class name, which
-  is what prompt learning can exploit;
+* meta-category = colour family (``red``, ``teal``...); its 6 subcategories differ in **one** attribute, the
+  shade (hue rotated by -24/0/+24 degrees x full or 55% brightness), and are named "<colour> <modifier>"
+  ("red vexlar", "red quorin"): the colour word is one the tiny CLIP learnt in pretraining (as CLIP knows
+  "terrier"), the modifier an invented word it never saw (as a rare breed). Every caption names the class, so
+  the meta-category is always told, and telling siblings apart is what is left: a category swap ("red quorin"
+  for "red vexlar") is the hard negative, and only the image's exact shade decides it;
+* shape and pattern are random nuisance (the pattern stated in words for ``pattern_mention_rate`` of the
+  captions), so the class must come from the colour, as a breed comes from the coat and not from the pose;
 * per-image nuisance: count, size, background tone, position (single objects), plus unstated tint, tilt and
   pixel noise. Few enough stated combinations that sibling captions in a test gallery often share their
   whole description and differ only in the name, and same-class captions in one attribute (an attribute
@@ -28,7 +28,7 @@ Layout under ``DATA``::
     synthetic_fine/annotations.json               per-image attributes (for checking negatives)
     synthetic_fine/manifest.json                  generator version, seed, spec, file hashes (last)
     fdrd/synthetic_train.json, synthetic_test.json  Format A (train = CoOp train + val, like FDRD)
-    fdrd/synthetic_meta.json                      {"source", "meta_categories": {shape: [classnames]}}
+    fdrd/synthetic_meta.json                      {"source", "meta_categories": {colour: [classnames]}}
 
 The taxonomy (class names, their attributes) is fixed by ``TAXONOMY_SEED`` and does not depend on
 ``seed``: a different seed redraws the images and captions of the same classes, like a resampled

@@ -187,7 +187,8 @@ def pretrain_tiny_clip(
             sampler = torch.Generator().manual_seed(recipe.seed)
             batches = _epoch_batches(recipe.pool_size, recipe.batch_size, recipe.steps, sampler)
             losses: list[float] = []
-            bar = tqdm(batches, total=recipe.steps, desc="pretrain tiny CLIP", disable=not progress, leave=False)
+            bar = tqdm(batches, total=recipe.steps, desc="pretrain tiny CLIP", leave=False,
+                       disable=None if progress else True)  # None: no bar when the output is not a terminal (CI logs)
             for batch in bar:
                 loss = contrastive_loss(model, text_encoder, images_to_clip_tensor(pool.images[batch.numpy()]),
                                         tokens[batch])

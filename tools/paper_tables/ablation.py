@@ -22,6 +22,8 @@ from .selection import AmbiguousResultsError, Selection
 FULL = "full"
 METRICS = (("mean_recall", "mean recall"), ("i2t/R@1", "I2T R@1"), ("t2i/R@1", "T2I R@1"),
            ("hard_negative_i2t/R@1", "hard-neg R@1"))
+#: the metrics compared seed by seed with the full model: overall recall, and the fine-grained part DCAR targets
+PAIRED = (("mean_recall", "mean recall"), ("hard_negative_i2t/R@1", "hard-neg R@1"))
 
 
 def paired(full: GroupSummary, row: GroupSummary, metric: str) -> tuple[Cell | None, Cell | None]:
@@ -56,9 +58,10 @@ def build_ablation_table(summaries: Sequence[GroupSummary], selection: Selection
                 "table at one dataset/recipe folder or use --cfg/--shots/--backbone")
         groups[name] = summary
     order = [n for n in ROW_NAMES if n in groups] + sorted(n for n in groups if n not in ROW_NAMES)
-    columns = [Column("", label) for _, label in METRICS] + [Column("vs full", "mean recall", DIFF),
-                                                            Column("vs full", "p (paired t)", STAT),
-                                                            Column("", "seeds", STAT)]
+    columns = [Column("", label) for _, label in METRICS]
+    for metric, label in PAIRED:
+        columns += [Column("vs full", label, DIFF), Column("vs full", f"p {label}", STAT)]
+    columns.append(Column("", "seeds", STAT))
     datasets = sorted({summary_dataset(g) or "?" for g in groups.values()})
     table = PaperTable(f"{trainer} ablation on {', '.join(datasets)}: mean recall and R@1 (%), mean ± std over seeds",
                        ("row",), columns)
@@ -66,14 +69,15 @@ def build_ablation_table(summaries: Sequence[GroupSummary], selection: Selection
     for name in order:
         group = groups[name]
         cells = [cell_from(group, metric) for metric, _ in METRICS]
-        delta, p_value = paired(full, group, "mean_recall") if full is not None and name != FULL else (None, None)
-        cells += [delta, p_value, Cell(float(len(group.seeds)))]
+        for metric, _ in PAIRED:
+            cells += list(paired(full, group, metric)) if full is not None and name != FULL else [None, None]
+        cells.append(Cell(float(len(group.seeds))))
         table.rows.append(Row((name,), cells))
     if full is None:
         table.notes.append("No 'full' row: differences and p-values need the full model's runs.")
     else:
-        table.notes.append("vs full: the row's mean recall minus the full model's, seed by seed over the seeds both "
-                           "ran (mean ± std of the differences); p: two-sided paired t-test over those seeds.")
+        table.notes.append("vs full: the row's value minus the full model's, seed by seed over the seeds both ran "
+                           "(mean ± std of the differences); p: two-sided paired t-test over those seeds.")
     table.notes += provenance_notes(groups.values())
     return table
 

@@ -31,6 +31,8 @@ TRAINERS = {
     "DCAR": ("vit_b32", ("TRAINER.DCAR.PROMPT_DEPTH", "2"), "step"),
 }
 KILL_EPOCH = 2
+#: registered trainers with nothing to train, hence nothing to resume
+NOTHING_TO_TRAIN = {"ZeroshotCLIP"}
 
 
 def args(root, ckpt, out, trainer):
@@ -79,6 +81,12 @@ def killed_runs(tmp_path_factory, tiny_clip_state_dict_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     signals = json.loads(proc.stdout.strip().splitlines()[-1])
     return root, runs, dict(zip(TRAINERS, signals))
+
+
+def test_every_registered_trainer_is_covered():
+    from trainers import registered_trainers
+
+    assert set(TRAINERS) == set(registered_trainers()) - NOTHING_TO_TRAIN
 
 
 @pytest.mark.parametrize("trainer", list(TRAINERS))

@@ -115,7 +115,7 @@ def test_every_dataset_is_registered_and_has_a_config():
         if line.strip().startswith("NAME:")
     }
     registered = set(datasets.registered_datasets())
-    assert registered == set(COOP_TEMPLATES) | {"FDRD"}
+    assert set(COOP_TEMPLATES) | {"FDRD"} <= registered
     assert registered == names_in_configs
 
 

@@ -117,8 +117,8 @@ def test_zero_shot_eval_only_and_feature_cache(data_root, tiny_clip_jit_path, tm
 
     evaluate(tmp_path / "a")
     accuracy = json.loads((tmp_path / "a" / "results.json").read_text())["accuracy"]
-    assert accuracy == pytest.approx(accuracy_by_hand(*zero_shot_args(tmp_path / "hand", "TEST.FEATURE_CACHE", "False")),
-                                     abs=1e-9)
+    by_hand = accuracy_by_hand(*zero_shot_args(tmp_path / "hand", "TEST.FEATURE_CACHE", "False"))
+    assert accuracy == pytest.approx(by_hand, abs=1e-9)
     written = cache_files()
     assert written and not (tmp_path / "a" / "last_checkpoint.json").exists()  # nothing to train, nothing saved
     second = evaluate(tmp_path / "b")

@@ -5,13 +5,13 @@ import sys
 
 from trainers.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
 
-from .coop_split import GDRIVE_FILES, download_split
+from .coop_split import download_split, gdrive_files
 
 
 def main(argv: list[str]) -> int:
     """Lives here rather than in coop_split so ``-m`` does not run an already-imported module twice."""
     if len(argv) != 2:
-        print(f"usage: python -m datasets DATASET DST   (DATASET in {sorted(GDRIVE_FILES)}; DST a file or folder)")
+        print(f"usage: python -m datasets DATASET DST   (DATASET in {sorted(gdrive_files())}; DST a file or folder)")
         return EXIT_USER_ERROR
     try:
         download_split(argv[0], argv[1])

@@ -22,7 +22,7 @@ from collections import defaultdict
 from typing import Any, Callable, Mapping, Sequence
 
 import gdown
-from dassl.data.datasets import Datum, DatasetBase
+from dassl.data.datasets import DATASET_REGISTRY, Datum, DatasetBase
 
 from trainers.atomic_io import atomic_write, remove_orphan_temp_files
 from trainers.errors import ConfigError, DataError, DataNotFoundError
@@ -35,20 +35,15 @@ CACHE_FORMAT = 1  # version of the JSON caches (few-shot selections, ImageNet's 
 
 COOP_DATASETS_MD = "https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
 
-# Google-Drive files linked from CoOp's DATASETS.md (commit 0f24bd6): dataset -> (file name, id).
-# ImageNet has no split file; its class list (classnames.txt) plays that role.
-GDRIVE_FILES: dict[str, tuple[str, str]] = {
-    "ImageNet": ("classnames.txt", "1-61f_ol79pViBFDG_IDlUQSwoLcn2XXF"),
-    "Caltech101": ("split_zhou_Caltech101.json", "1hyarUivQE36mY6jSomru6Fjd-JzwcCzN"),
-    "OxfordPets": ("split_zhou_OxfordPets.json", "1501r8Ber4nNKvmlFVQZ8SeUHTcdTTEqs"),
-    "StanfordCars": ("split_zhou_StanfordCars.json", "1ObCFbaAgVu0I-k_Au-gIUcefirdAuizT"),
-    "OxfordFlowers": ("split_zhou_OxfordFlowers.json", "1Pp0sRXzZFZq15zVOzKjKBu4A9i01nozT"),
-    "Food101": ("split_zhou_Food101.json", "1QK0tGi096I0Ba6kggatX1ee6dJFIcEJl"),
-    "SUN397": ("split_zhou_SUN397.json", "1y2RD81BYuiyvebdN-JymPfyWYcd8_MUq"),
-    "DescribableTextures": ("split_zhou_DescribableTextures.json", "1u3_QfB467jqHgNXC00UIzbLZRQCg2S7x"),
-    "EuroSAT": ("split_zhou_EuroSAT.json", "1Ip7yaCWFi0eaOFUGga0lUdVi_DDQth1o"),
-    "UCF101": ("split_zhou_UCF101.json", "1I0S0q91hJfsV9Gf4xDIjgDq4AqBNJb1y"),
-}
+def gdrive_files() -> dict[str, tuple[str, str]]:
+    """Registered dataset -> (file name, Google-Drive id) of its CoOp split file, from each dataset class's own
+    ``split_file`` and ``split_file_gdrive_id`` (the links of CoOp's DATASETS.md, commit 0f24bd6)."""
+    files = {}
+    for name in sorted(DATASET_REGISTRY.registered_names()):
+        dataset = DATASET_REGISTRY.get(name)
+        if getattr(dataset, "split_file_gdrive_id", ""):
+            files[name] = (dataset.split_file, dataset.split_file_gdrive_id)
+    return files
 
 
 class DatasetNotFoundError(DataNotFoundError):
@@ -84,9 +79,10 @@ def dataset_root(cfg: Any) -> str:
 
 def split_file_how(dataset_key: str, dataset_dir: str) -> str:
     """How to obtain a dataset's CoOp split file, for DatasetNotFoundError messages."""
-    if dataset_key not in GDRIVE_FILES:
+    known = gdrive_files()
+    if dataset_key not in known:
         return f"see the {dataset_key} section of CoOp's DATASETS.md ({COOP_DATASETS_MD})"
-    filename, file_id = GDRIVE_FILES[dataset_key]
+    filename, file_id = known[dataset_key]
     return (
         f"download {filename} from https://drive.google.com/file/d/{file_id}/view "
         f"(CoOp's DATASETS.md, {dataset_key}) into {dataset_dir}, e.g. "
@@ -441,14 +437,19 @@ class CoOpSplitDataset(DatasetBase):
     """A dataset defined by one CoOp split file; subclasses only name their folders.
 
     Subclasses set ``dataset_dir`` (folder under DATASET.ROOT), ``image_subdir`` (the folder the split's
-    relative paths start from; "" for the dataset folder itself), ``split_file`` and ``images_how``
-    (how to get the images; ``{root}`` stands for DATASET.ROOT).
+    relative paths start from; "" for the dataset folder itself), ``split_file`` (and its
+    ``split_file_gdrive_id``), ``prompt_template`` and ``images_how`` (how to get the images; ``{root}`` stands
+    for DATASET.ROOT).
     As in CoOp, ``self.dataset_dir`` becomes the absolute folder once constructed.
     """
 
     dataset_dir = ""
     image_subdir = ""
     split_file = ""
+    #: the split file's Google-Drive id (CoOp's DATASETS.md): `python -m datasets NAME DST` fetches it
+    split_file_gdrive_id = ""
+    #: CLIP's zero-shot prompt for the class names (trainers/engine/templates.py reads it; "" = "a photo of a {}.")
+    prompt_template = ""
     images_how = f"see CoOp's DATASETS.md ({COOP_DATASETS_MD}); DATASET.ROOT is {{root}}"
 
     def __init__(self, cfg: Any):
@@ -479,12 +480,13 @@ def download_split(dataset_key: str, dst: str, timeout_s: float = 60.0) -> str:
     leaves a partial file, nor a folder it created for nothing: gdown writes into a private temp folder
     and only a complete, parseable file is moved into place. Failures are DataError naming the file.
     """
-    if dataset_key not in GDRIVE_FILES:
+    known = gdrive_files()
+    if dataset_key not in known:
         raise DataError(
-            f"No known Google-Drive file for {dataset_key!r} (known: {sorted(GDRIVE_FILES)}); "
+            f"No known Google-Drive file for {dataset_key!r} (known: {sorted(known)}); "
             f"fetch its files by hand following CoOp's DATASETS.md ({COOP_DATASETS_MD})"
         )
-    filename, file_id = GDRIVE_FILES[dataset_key]
+    filename, file_id = known[dataset_key]
     target = osp.join(dst, filename) if osp.isdir(dst) else dst
     folder = osp.dirname(osp.abspath(target))
     created = _missing_ancestors(folder)

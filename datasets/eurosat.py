@@ -11,6 +11,8 @@ class EuroSAT(CoOpSplitDataset):
     dataset_dir = "eurosat"
     image_subdir = "2750"
     split_file = "split_zhou_EuroSAT.json"
+    split_file_gdrive_id = "1Ip7yaCWFi0eaOFUGga0lUdVi_DDQth1o"
+    prompt_template = "a centered satellite photo of {}."
     images_how = (
         "create {root}/eurosat and extract http://madm.dfki.de/files/sentinel/EuroSAT.zip there, giving 2750/ "
         "(CoOp DATASETS.md, EuroSAT)"

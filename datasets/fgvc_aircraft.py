@@ -20,6 +20,7 @@ class FGVCAircraft(DatasetBase):
     are ``<image id> <variant name>`` with images at ``images/<image id>.jpg``."""
 
     dataset_dir = "fgvc_aircraft"
+    prompt_template = "a photo of a {}, a type of aircraft."
     images_how = (
         "extract https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz, keep "
         "only its data/ folder and move it to {root}/fgvc_aircraft (CoOp DATASETS.md, FGVCAircraft)"

@@ -68,6 +68,10 @@ class ImageNet(DatasetBase):
     applies to train only."""
 
     dataset_dir = "imagenet"
+    # ImageNet has no CoOp split file: its class list plays that role (and comes from CoOp's Google Drive)
+    split_file = "classnames.txt"
+    split_file_gdrive_id = "1-61f_ol79pViBFDG_IDlUQSwoLcn2XXF"
+    prompt_template = "a photo of a {}."
     images_how = (
         "extract the ILSVRC-2012 train and val sets to {root}/imagenet/images/{{train,val}}, each with 1,000 "
         "wnid folders such as n01440764 (val sorted into wnid folders too); CoOp DATASETS.md, ImageNet"
@@ -81,8 +85,8 @@ class ImageNet(DatasetBase):
         self.preprocessed = osp.join(self.dataset_dir, "preprocessed.json")
         self.split_fewshot_dir = osp.join(self.dataset_dir, FEWSHOT_DIRNAME)
         classnames_file = require_path(
-            osp.join(self.dataset_dir, "classnames.txt"),
-            "ImageNet classnames.txt",
+            osp.join(self.dataset_dir, self.split_file),
+            f"ImageNet {self.split_file}",
             split_file_how("ImageNet", self.dataset_dir),
         )
         key = content_key(classnames_file, extra=self.folder_stamps(how))

@@ -21,6 +21,7 @@ class ImageNetVariant(DatasetBase):
     Evaluation-only, as in CoOp: train_x and test are the whole set, and NUM_SHOTS / SUBSAMPLE_CLASSES do not apply.
     """
 
+    prompt_template = "a photo of a {}."  # CoOp's, for all four variants
     dataset_dir = ""
     image_subdir = ""
     images_how = ""

@@ -11,6 +11,8 @@ class UCF101(CoOpSplitDataset):
     dataset_dir = "ucf101"
     image_subdir = "UCF-101-midframes"
     split_file = "split_zhou_UCF101.json"
+    split_file_gdrive_id = "1I0S0q91hJfsV9Gf4xDIjgDq4AqBNJb1y"
+    prompt_template = "a photo of a person doing {}."
     images_how = (
         "create {root}/ucf101 and extract UCF-101-midframes.zip (https://drive.google.com/file/d/"
         "10Jqome3vtUA2keJkNanAiFpgbyC9Hc2O/view) there (CoOp DATASETS.md, UCF101)"

@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# The published FDRD caption files (not redistributed here): FDRD_CAPTIONS=<folder> points at them.
-SHARED_FDRD = Path(os.environ.get("FDRD_CAPTIONS") or ROOT.parent / "shared" / "fdrd")
+# The published FDRD caption files (not redistributed here): FDRD_CAPTIONS=<folder> points at them; the tests
+# that read them skip without it.
+SHARED_FDRD = Path(os.environ["FDRD_CAPTIONS"]) if os.environ.get("FDRD_CAPTIONS") else None
 
 # The demo assets (the pretrained tiny CLIP takes ~90 s on 2 cores) are built once per machine, like a
 # model hub cache; every other cache of the runs started by the tests stays in a temporary folder.

@@ -86,7 +86,27 @@ def pets_root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_every_coop_dataset_is_registered_and_has_a_config():
+#: CoOp's datasets and their zero-shot templates (CUSTOM_TEMPLATES of CoOp's trainers/zsclip.py), the reference
+COOP_TEMPLATES = {
+    "OxfordPets": "a photo of a {}, a type of pet.",
+    "OxfordFlowers": "a photo of a {}, a type of flower.",
+    "FGVCAircraft": "a photo of a {}, a type of aircraft.",
+    "DescribableTextures": "{} texture.",
+    "EuroSAT": "a centered satellite photo of {}.",
+    "StanfordCars": "a photo of a {}.",
+    "Food101": "a photo of {}, a type of food.",
+    "SUN397": "a photo of a {}.",
+    "Caltech101": "a photo of a {}.",
+    "UCF101": "a photo of a person doing {}.",
+    "ImageNet": "a photo of a {}.",
+    "ImageNetSketch": "a photo of a {}.",
+    "ImageNetV2": "a photo of a {}.",
+    "ImageNetA": "a photo of a {}.",
+    "ImageNetR": "a photo of a {}.",
+}
+
+
+def test_every_dataset_is_registered_and_has_a_config():
     config_dir = Path(__file__).resolve().parents[1] / "configs" / "datasets"
     names_in_configs = {
         line.split(":", 1)[1].strip().strip('"')
@@ -94,8 +114,30 @@ def test_every_coop_dataset_is_registered_and_has_a_config():
         for line in path.read_text().splitlines()
         if line.strip().startswith("NAME:")
     }
-    assert set(datasets.COOP_DATASET_NAMES) <= set(DATASET_REGISTRY.registered_names())
-    assert set(datasets.COOP_DATASET_NAMES) <= names_in_configs
+    registered = set(datasets.registered_datasets())
+    assert set(COOP_TEMPLATES) | {"FDRD"} <= registered
+    assert registered == names_in_configs
+
+
+def test_each_dataset_states_coops_zero_shot_template():
+    from trainers.engine.templates import DEFAULT_TEMPLATE, template_for
+
+    assert {name: template_for(name) for name in COOP_TEMPLATES} == COOP_TEMPLATES
+    assert template_for("FDRD") == template_for("NotADataset") == DEFAULT_TEMPLATE == "a photo of a {}."
+
+
+def test_the_split_files_on_google_drive_are_those_the_datasets_read():
+    """CoOp's DATASETS.md links one file per dataset (ImageNet: its class list; FGVCAircraft has none)."""
+    files = coop_split.gdrive_files()
+    assert set(files) == {name for name, *_ in SPLIT_DATASETS} | {"ImageNet"}
+    assert files["ImageNet"] == ("classnames.txt", "1-61f_ol79pViBFDG_IDlUQSwoLcn2XXF")
+    assert all(files[name][0] == split_file for name, _, _, split_file in SPLIT_DATASETS)
+
+
+def test_the_split_layouts_cover_every_split_file_dataset():
+    split_datasets = {name for name, cls in datasets.registered_datasets().items()
+                      if issubclass(cls, coop_split.CoOpSplitDataset)}
+    assert split_datasets == {name for name, *_ in SPLIT_DATASETS}
 
 
 @pytest.mark.parametrize("name,dataset_dir,image_subdir,split_file", SPLIT_DATASETS)

@@ -11,7 +11,8 @@ from conftest import HAS_DASSL, SHARED_FDRD
 from datasets.fdrd_formats import (DOMAINS, FDRDFormatError, count_overlong, load_json, load_meta_categories,
                                    normalize_classname, parse_caption_entries, parse_caption_file)
 
-needs_shared = pytest.mark.skipif(not SHARED_FDRD.is_dir(), reason="the published FDRD caption files are absent (set FDRD_CAPTIONS=<folder>)")
+needs_shared = pytest.mark.skipif(SHARED_FDRD is None or not SHARED_FDRD.is_dir(),
+                                  reason="the published FDRD caption files are absent (set FDRD_CAPTIONS=<folder>)")
 needs_dassl = pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed")
 
 # file -> (domain, entries, classes) of every published caption file (docs/fdrd.md, "What was published")
@@ -30,7 +31,7 @@ REAL_FILES = {
 
 
 def classes_in(data: dict, domain: str) -> list[str]:
-    """The domain's classes as its locator reads them (CoOp's class list is not in ../shared)."""
+    """The domain's classes as its locator reads them (the caption files do not ship CoOp's class list)."""
     spec = DOMAINS[domain]
     seen: dict[str, str] = {}
     for key, entry in data.items():

@@ -204,6 +204,13 @@ def overrides_from_record(dst) -> list[str]:
 
 # ---- tests ---------------------------------------------------------------------------------------------------------
 
+def test_every_trainer_with_an_official_layout_is_covered():
+    from trainers import registered_trainers
+
+    assert {trainer for trainer, _, _ in METHODS.values()} == {
+        name for name, cls in registered_trainers().items() if cls.OFFICIAL_CHECKPOINT is not None}
+
+
 @pytest.mark.parametrize("case", list(METHODS))
 def test_official_checkpoint_evaluates_like_the_model_it_came_from(case, data_root, tiny_clip_state_dict_path,
                                                                    tmp_path):

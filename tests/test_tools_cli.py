@@ -8,7 +8,9 @@ import sys
 import pytest
 from conftest import ROOT
 
-TOOLS = ("parse_results", "paper_tables", "plots", "sweep", "download_fdrd", "bench")
+#: every tool: a module of tools/ that runs as a program, or a package with a __main__.py
+TOOLS = sorted([path.stem for path in (ROOT / "tools").glob("*.py") if '__name__ == "__main__"' in path.read_text()]
+               + [path.parent.name for path in (ROOT / "tools").glob("*/__main__.py")])
 
 
 @pytest.mark.parametrize("name", TOOLS)

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 
 import pytest
 import torch
-from conftest import HAS_DASSL, TINY_OVERRIDES, run_train
+from conftest import HAS_DASSL, TINY_OVERRIDES, build_trainer, run_train
 from fake_coop_data import make_split_dataset
 
 pytestmark = [pytest.mark.dassl, pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed")]
@@ -31,8 +30,20 @@ def coop_args(data_root, ckpt, out, *extra):
             "TRAIN.CHECKPOINT_FREQ", "1")
 
 
-def final_accuracy(stdout: str) -> float:
-    return float(re.findall(r"\* accuracy: ([\d.]+)%", stdout)[-1])
+def accuracy_by_hand(*args, model_dir=None, epoch: int | None = None) -> float:
+    """Test accuracy (%) of the model train.py would build from ARGS, counted here: argmax of its logits against
+    the labels of every test image (not through Dassl's evaluator nor results.json)."""
+    trainer = build_trainer(*args)
+    if model_dir is not None:
+        trainer.load_model(str(model_dir), epoch)
+    trainer.set_model_mode("eval")
+    correct = total = 0
+    with torch.no_grad():
+        for batch in trainer.test_loader:
+            images, labels = trainer.parse_batch_test(batch)
+            correct += (trainer.model_inference(images).argmax(dim=1) == labels).sum().item()
+            total += len(labels)
+    return 100.0 * correct / total
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +53,7 @@ def trained_run(data_root, tiny_clip_state_dict_path, tmp_path_factory):
     return out, proc
 
 
-def test_train_writes_checkpoints_results_and_logs(trained_run):
+def test_train_writes_checkpoints_results_and_logs(trained_run, data_root, tiny_clip_state_dict_path):
     out, proc = trained_run
     assert (out / "prompt_learner" / "model.pth.tar-4").is_file()
     commit = json.loads((out / "last_checkpoint.json").read_text())
@@ -52,8 +63,9 @@ def test_train_writes_checkpoints_results_and_logs(trained_run):
     assert list((out / "tensorboard").iterdir())
     results = json.loads((out / "results.json").read_text())
     assert results["task"] == "classification" and results["trainer"] == "CoOp" and results["num_shots"] == 4
-    assert results["accuracy"] == pytest.approx(final_accuracy(proc.stdout), abs=0.05)  # log prints 1 decimal
-    assert "epoch [4/4]" in proc.stdout
+    assert results["epochs"] == 4
+    assert results["accuracy"] == pytest.approx(
+        accuracy_by_hand(*coop_args(data_root, tiny_clip_state_dict_path, out), model_dir=out, epoch=4), abs=1e-9)
     ckpt = torch.load(out / "prompt_learner" / "model.pth.tar-4", weights_only=True)
     assert set(ckpt["state_dict"]) == {"ctx"} and ckpt["state_dict"]["ctx"].shape == (4, 64)
 
@@ -79,30 +91,40 @@ def test_resume_after_interruption_matches_uninterrupted_run(trained_run, data_r
             (interrupted / folder / f"model.pth.tar-{epoch}").unlink()
     write_commit(interrupted, 2, "CoOp", {name: interrupted / name / "model.pth.tar-2"
                                           for name in ("prompt_learner", "trainer_state")})
-    proc = run_train(*coop_args(data_root, tiny_clip_state_dict_path, interrupted))
-    assert "Resumed prompt_learner from epoch 2" in proc.stdout and "epoch [3/4]" in proc.stdout
-    assert "epoch [1/4]" not in proc.stdout
+    committed = {path: path.stat().st_mtime_ns for path in interrupted.glob("*/model.pth.tar-[12]")}
+    run_train(*coop_args(data_root, tiny_clip_state_dict_path, interrupted))
+    # resumed, not restarted: epochs 1 and 2 (saved every epoch) were not trained and written again, 3 and 4 were
+    assert {path: path.stat().st_mtime_ns for path in interrupted.glob("*/model.pth.tar-[12]")} == committed
+    assert json.loads((interrupted / "last_checkpoint.json").read_text())["epoch"] == 4
     resumed = torch.load(interrupted / "prompt_learner" / "model.pth.tar-4", weights_only=True)["state_dict"]["ctx"]
     reference = torch.load(out / "prompt_learner" / "model.pth.tar-4", weights_only=True)["state_dict"]["ctx"]
     assert torch.equal(resumed, reference)
 
 
 def test_zero_shot_eval_only_and_feature_cache(data_root, tiny_clip_jit_path, tmp_path):
-    def evaluate(out, *extra):
-        return run_train("--root", str(data_root), "--trainer", "ZeroshotCLIP",
-                         "--dataset-config-file", "configs/datasets/oxford_pets.yaml",
-                         "--config-file", "configs/trainers/ZeroshotCLIP/vit_b32.yaml", "--output-dir", str(out),
-                         "--eval-only", "MODEL.BACKBONE.NAME", str(tiny_clip_jit_path), *TINY_OVERRIDES,
-                         "TEST.FEATURE_CACHE_DIR", str(tmp_path / "cache"), "MODEL.ALLOW_UNSAFE_LOAD", "True", *extra)
+    def zero_shot_args(out, *extra):
+        return ("--root", str(data_root), "--trainer", "ZeroshotCLIP",
+                "--dataset-config-file", "configs/datasets/oxford_pets.yaml",
+                "--config-file", "configs/trainers/ZeroshotCLIP/vit_b32.yaml", "--output-dir", str(out),
+                "--eval-only", "MODEL.BACKBONE.NAME", str(tiny_clip_jit_path), *TINY_OVERRIDES,
+                "TEST.FEATURE_CACHE_DIR", str(tmp_path / "cache"), "MODEL.ALLOW_UNSAFE_LOAD", "True", *extra)
 
-    first = evaluate(tmp_path / "a")
-    assert "No learnable parameters" in first.stdout and "written to the feature cache" in first.stdout
+    def evaluate(out, *extra):
+        return run_train(*zero_shot_args(out, *extra))
+
+    def cache_files() -> dict:
+        return {path: path.stat().st_mtime_ns for path in (tmp_path / "cache").rglob("*") if path.is_file()}
+
+    evaluate(tmp_path / "a")
     accuracy = json.loads((tmp_path / "a" / "results.json").read_text())["accuracy"]
-    assert accuracy == pytest.approx(final_accuracy(first.stdout), abs=0.05)
+    by_hand = accuracy_by_hand(*zero_shot_args(tmp_path / "hand", "TEST.FEATURE_CACHE", "False"))
+    assert accuracy == pytest.approx(by_hand, abs=1e-9)
+    written = cache_files()
+    assert written and not (tmp_path / "a" / "last_checkpoint.json").exists()  # nothing to train, nothing saved
     second = evaluate(tmp_path / "b")
-    assert "loaded from the feature cache" in second.stdout
-    uncached = evaluate(tmp_path / "c", "TEST.FEATURE_CACHE", "False")
-    assert "feature cache" not in uncached.stdout
+    assert cache_files() == written and "loaded from the feature cache" in second.stdout  # a hit, not a rewrite
+    evaluate(tmp_path / "c", "TEST.FEATURE_CACHE", "False")
+    assert cache_files() == written
     for run in ("b", "c"):
         assert json.loads((tmp_path / run / "results.json").read_text())["accuracy"] == accuracy
 

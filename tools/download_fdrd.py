@@ -61,9 +61,6 @@ CAPTION_FILES: tuple[CaptionFile, ...] = (
     CaptionFile("plane_test.json", "aircraft", _TESTS, "FDRD/test/plane_test.json",
                 "897a3c2be4357a590cbe77c715f257e9d9d8b6d4", 2564515),
 )
-#: domain -> CoOp dataset key of its split file (datasets.coop_split.download_split)
-COOP_SPLITS = {"caltech101": "Caltech101", "pets": "OxfordPets", "cars": "StanfordCars", "flowers": "OxfordFlowers",
-               "food101": "Food101", "dtd": "DescribableTextures", "ucf101": "UCF101", "sun397": "SUN397"}
 NEVER_PUBLISHED = "SUN397 (train/test), Food101 (train/test), StanfordCars test, Flowers/Pets/Aircraft train"
 
 
@@ -103,14 +100,16 @@ def download_captions(root: Path, domains: set[str] | None = None, timeout: floa
 
 
 def download_splits(root: Path, domains: set[str] | None, timeout: float) -> list[str]:
-    from datasets.coop_split import download_split
+    from datasets.coop_split import download_split, gdrive_files
     from datasets.fdrd_formats import DOMAINS
 
     failed = []
-    for domain, key in COOP_SPLITS.items():
-        if domains and domain not in domains:
+    on_drive = gdrive_files()
+    # each domain's CoOp dataset, whose split file is the domain's class list (FGVCAircraft has none on Drive)
+    for domain, spec in DOMAINS.items():
+        key = spec.coop_name
+        if key not in on_drive or (domains and domain not in domains):
             continue
-        spec = DOMAINS[domain]
         target = root / spec.coop_dir / spec.class_file
         if target.is_file():
             continue

@@ -10,9 +10,9 @@ from torch import nn
 
 from .adapters import ResidualAdapter
 from .backbone.prompted_clip import PromptedCLIP
-from .backbone.templates import template_for
 from .engine.config import set_defaults
 from .engine.official_checkpoints import CheckpointError, ConvertedCheckpoint, OfficialLayout, as_fp32, take
+from .engine.templates import template_for
 from .engine.trainer import CLIPTrainer
 
 

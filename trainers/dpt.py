@@ -26,8 +26,8 @@ import torch
 from dassl.engine import TRAINER_REGISTRY
 from torch import nn
 
-from .backbone.templates import template_for
 from .engine.config import set_defaults
+from .engine.templates import template_for
 from .errors import ConfigError
 from .engine.official_checkpoints import ConvertedCheckpoint, OfficialLayout, as_fp32, take
 from .losses import class_aware_loss

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY
 
-from .backbone.templates import template_for
 from .coop import CoOpCLIP, official_text_context
 from .engine.config import set_defaults
+from .engine.templates import template_for
 from .errors import ConfigError
 from .engine.official_checkpoints import CheckpointError, ConvertedCheckpoint, OfficialLayout, as_fp32
 from .engine.trainer import CLIPTrainer

@@ -11,9 +11,9 @@ from dassl.engine import TRAINER_REGISTRY
 from torch import nn
 
 from .backbone.prompted_clip import PromptedCLIP
-from .backbone.templates import template_for
 from .backbone.vision_encoder import expand_prompts
 from .engine.config import set_defaults
+from .engine.templates import template_for
 from .errors import ConfigError
 from .engine.official_checkpoints import ConvertedCheckpoint, OfficialLayout, as_fp32, take
 from .engine.trainer import CLIPTrainer

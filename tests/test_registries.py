@@ -28,14 +28,25 @@ def test_the_registry_holds_every_method_file():
 
 
 def test_every_trainer_names_its_own_config_node(full_cfg):
-    """CLIPTrainer's CONFIG_NODE is CoOp's: a method inheriting it would silently read TRAINER.COOP's keys."""
+    """Every trainer names its own node: one inherited from another method would read that method's keys."""
     from trainers import registered_trainers
     from trainers.engine.trainer import CLIPTrainer
 
     for name, cls in registered_trainers().items():
         owner = next(klass for klass in cls.__mro__ if "CONFIG_NODE" in vars(klass))
-        assert owner is not CLIPTrainer, f"{name} inherits CLIPTrainer's CONFIG_NODE"
+        assert owner is not CLIPTrainer and cls.CONFIG_NODE, f"{name} names no CONFIG_NODE"
         assert cls.CONFIG_NODE in full_cfg.TRAINER, f"{name}: no add_config() declares TRAINER.{cls.CONFIG_NODE}"
+
+
+def test_a_trainer_without_config_node_is_a_config_error(full_cfg):
+    from trainers.engine.trainer import CLIPTrainer
+    from trainers.errors import ConfigError
+
+    class Nameless(CLIPTrainer):
+        pass
+
+    with pytest.raises(ConfigError, match=r"Nameless sets no CONFIG_NODE"):
+        Nameless.check_cfg(object.__new__(Nameless), full_cfg.clone())
 
 
 def test_a_config_node_that_no_add_config_declares_is_a_config_error(full_cfg):

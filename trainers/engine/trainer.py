@@ -84,8 +84,9 @@ def _is_number(value: Any) -> bool:
 
 
 class CLIPTrainer(TrainerX):
-    #: the cfg.TRAINER.<node> holding this method's keys (PREC among them)
-    CONFIG_NODE = "COOP"
+    #: the cfg.TRAINER.<node> holding this method's keys (PREC among them); every method names its own (no
+    #: default: inheriting one would silently read another method's settings)
+    CONFIG_NODE: str = ""
     #: the node whose PREC the method's official code reads, when that is not CONFIG_NODE (fanrena/DPT's VPT,
     #: VLP and DPT read TRAINER.COOP.PREC): then TRAINER.<CONFIG_NODE>.PREC defaults to "" and, left empty,
     #: defers to it; set, it wins
@@ -144,6 +145,9 @@ class CLIPTrainer(TrainerX):
         config values, optimiser and schedule, the task, the backbone (loaded here, kept for build_model) and
         the method's model on it (built once with placeholder class names, on a forked RNG)."""
         self.cfg = cfg
+        if not self.CONFIG_NODE:
+            raise ConfigError(f"{type(self).__name__} sets no CONFIG_NODE: name the cfg.TRAINER node that holds its "
+                              "keys (CONFIG_NODE = \"MYMETHOD\", declared by the module's add_config()).")
         if self.CONFIG_NODE not in cfg.TRAINER:
             raise ConfigError(f"{type(self).__name__} reads cfg.TRAINER.{self.CONFIG_NODE}, which no add_config() "
                               "declares.")

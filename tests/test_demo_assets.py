@@ -293,3 +293,27 @@ def test_build_cli_is_idempotent(tmp_path: Path, capsys) -> None:
     assert build.main(arguments) == 0
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
     assert capsys.readouterr().out.count("reused") >= 2
+
+
+def test_demo_paired_differences_by_hand():
+    """DCAR − CoOp seed by seed (differences 2, 1, 3: mean 2, population std sqrt(2/3)); the paired t-test on
+    them is t = mean / (sample std / sqrt(n)) = 2 / (1 / sqrt(3)), two-sided with 2 degrees of freedom."""
+    from scipy import stats
+
+    from tools.demo.run import paired_differences
+
+    def result(seed, mean, hard):
+        return {"seed": seed, "mean_recall": mean, "hard_negative_i2t": {"R@1": hard},
+                **{d: {f"R@{k}": 0.0 for k in (1, 5, 10)} for d in ("i2t", "t2i")}}
+
+    runs = {"ZeroshotCLIP": [result(1, 20.0, 10.0)],
+            "CoOp": [result(1, 30.0, 40.0), result(2, 31.0, 40.0), result(3, 29.0, 40.0)],
+            "DCAR": [result(1, 32.0, 41.0), result(2, 32.0, 41.0), result(3, 32.0, 41.0), result(4, 99.0, 99.0)]}
+    headers, rows = paired_differences(runs, "DCAR")
+    assert headers[0] == "method" and len(rows) == 1  # zero-shot (one seed) and DCAR itself are not rows
+    method, seeds, delta, p_value, hard_delta, hard_p = rows[0]
+    assert (method, seeds) == ("CoOp", "1 2 3")  # seed 4 has no pair
+    assert delta == f"+2.00 ± {(2 / 3) ** 0.5:.2f}"
+    t = 2 / (1 / 3 ** 0.5)
+    assert p_value == f"{2 * stats.t.sf(t, df=2):.3f}"
+    assert hard_delta == "+1.00 ± 0.00" and hard_p == "nan"  # identical differences: no t-test

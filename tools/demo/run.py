@@ -7,7 +7,9 @@ The methods are the registered trainers that have a demo recipe, ``configs/train
 user would call it (the same argument list; in one process, to save one interpreter start per run), so the
 zero-shot row *is* the ZeroshotCLIP trainer's result and every number comes from the library's own evaluation.
 Each run's log and ``results.json`` stay in ``<out>/<TRAINER>/seed<N>/``; a finished run is reused (``--fresh``
-retrains). With several seeds the table gives mean ± std over them. The default output folder follows
+retrains). With several seeds the table gives mean ± std over them (population std, as ``tools.parse_results``),
+and a second table the paired difference of ``--paired-with`` (default DCAR) to every other method, seed by seed,
+with a two-sided paired t-test. The default output folder follows
 ``--data`` (``output/demo/<data folder name>-<hash of its path>``), so two demos on two data roots never mix.
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ if not __package__:  # started as a file: the imports below need the repository 
     print("error: run this tool from the repository root as a module: python -m tools.demo.run ...", file=sys.stderr)
     sys.exit(2)
 
+from scipy import stats
 from tabulate import tabulate
 
 from tools.demo.build import build_demo_assets
@@ -92,12 +95,39 @@ def summarise(runs: dict[str, list[dict]]) -> tuple[list[str], list[list[str]]]:
         cells = []
         for column in columns:
             values = [v[column] for v in per_seed if column in v]
-            spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 and trainer != ZERO_SHOT else ""
+            spread = f" ± {statistics.pstdev(values):.2f}" if len(values) > 1 and trainer != ZERO_SHOT else ""
             cells.append(f"{statistics.mean(values):.2f}{spread}" if values else "")
         mean = statistics.mean(r["mean_recall"] for r in results)
         delta = "" if baseline is None or trainer == ZERO_SHOT else f"{mean - baseline:+.2f}"
         rows.append([LABELS.get(trainer, trainer)] + cells + [delta])
     return ["method", *columns, "vs zero-shot"], rows
+
+
+PAIRED_METRICS = (("mean", "mean recall"), ("hard-neg R@1", "hard-neg R@1"))
+
+
+def paired_differences(runs: dict[str, list[dict]], reference: str) -> tuple[list[str], list[list[str]]]:
+    """Rows of ``reference`` − method per other method: mean ± std of the per-seed differences over the seeds both
+    ran, and the paired t-test's p-value, for the mean recall and the hard-negative R@1."""
+    by_seed = {trainer: {r["seed"]: metric_values(r) for r in results} for trainer, results in runs.items()}
+    headers = ["method", "seeds"] + [h for _, label in PAIRED_METRICS for h in (f"{reference} − method, {label}", "p")]
+    rows = []
+    for trainer in runs:
+        if trainer in (reference, ZERO_SHOT):
+            continue
+        seeds = sorted(set(by_seed[reference]) & set(by_seed[trainer]))
+        row = [LABELS.get(trainer, trainer), " ".join(map(str, seeds))]
+        for column, _ in PAIRED_METRICS:
+            ours = [by_seed[reference][s].get(column) for s in seeds]
+            theirs = [by_seed[trainer][s].get(column) for s in seeds]
+            if len(seeds) < 2 or None in ours or None in theirs:
+                row += ["", ""]
+                continue
+            differences = [a - b for a, b in zip(ours, theirs)]
+            p_value = stats.ttest_rel(ours, theirs).pvalue if statistics.pstdev(differences) > 0 else float("nan")
+            row += [f"{statistics.fmean(differences):+.2f} ± {statistics.pstdev(differences):.2f}", f"{p_value:.3f}"]
+        rows.append(row)
+    return headers, rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--methods", nargs="+", help="trainers to run (default: every one with a demo recipe)")
     parser.add_argument("--fresh", action="store_true", help="retrain runs that already have results")
+    parser.add_argument("--paired-with", default="DCAR", metavar="TRAINER",
+                        help="with several seeds, the method whose paired difference to each other one is tabulated")
     parser.add_argument("--epochs", type=int, help="train this many epochs instead of the recipes' (a quick check)")
     parser.add_argument("--pretrain-steps", type=int, default=PretrainRecipe.steps,
                         help="tiny CLIP pretraining steps (the cached checkpoint is rebuilt when this changes)")
@@ -162,10 +194,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nRecall@K on the synthetic domain's test split ({n_images} images x captions, {args.shots} shots, {seeds}; "
           f"hard-neg R@1: each image's caption against its 4 sibling/attribute swaps):")
     print(tabulate(rows, headers=headers, disable_numparse=True, colalign=("left",) + ("right",) * (len(headers) - 1)))
+    markdown = tabulate(rows, headers=headers, disable_numparse=True, tablefmt="github") + "\n"
+    if len(args.seeds) > 1 and args.paired_with in runs:
+        paired_headers, paired_rows = paired_differences(runs, args.paired_with)
+        title = f"Paired by seed: {args.paired_with} minus each method (mean ± std of the differences, paired t-test)"
+        print(f"\n{title}:")
+        print(tabulate(paired_rows, headers=paired_headers, disable_numparse=True))
+        markdown += f"\n{title}\n\n" + tabulate(paired_rows, headers=paired_headers, disable_numparse=True,
+                                                  tablefmt="github") + "\n"
     summary = {trainer: {"seeds": [r["seed"] for r in results], "runs": results} for trainer, results in runs.items()}
     atomic_write_text(out / "demo_results.json", json.dumps(summary, indent=2) + "\n")
-    atomic_write_text(out / "demo_results.md", tabulate(rows, headers=headers, disable_numparse=True,
-                                                        tablefmt="github") + "\n")
+    atomic_write_text(out / "demo_results.md", markdown)
     print(f"\nTotal {time.time() - start:.0f}s. Table saved to {out / 'demo_results.md'}")
     return 0
 

@@ -255,6 +255,9 @@ def test_slurm_dry_run_prints_the_sbatch_file_and_commands(workspace: Path, tmp_
     jobs = expand_grid(fake_spec(workspace, [1, 2]))
     assert all(f"# task {i}: mkdir -p {job.output} && {{ {job.command} ; }}" in printed for i, job in enumerate(jobs))
     assert not read_events(workspace) and not (workspace / "slurm").exists()
+    # a relative folder is named as submitit submits it: absolute, in the srun line too
+    preview = sweep.sbatch_preview(jobs, Path("output/slurm"))
+    assert f"-m submitit.core._submit {Path.cwd() / 'output' / 'slurm'}\n" in preview
 
 
 def test_debug_executor_runs_the_slurm_payloads_here(workspace: Path, capsys):
@@ -277,8 +280,11 @@ def test_debug_executor_runs_the_slurm_payloads_here(workspace: Path, capsys):
 
 
 def test_submitit_executors_without_submitit_say_how_to_install(workspace: Path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "submitit", None)  # makes `import submitit` raise ImportError
+    for module in ("submitit", "submitit.slurm", "submitit.slurm.slurm"):  # even if an earlier test imported them
+        monkeypatch.setitem(sys.modules, module, None)  # makes `import submitit` raise ImportError
     with pytest.raises(sweep.ExecutorUnavailable, match="pip install submitit"):
         sweep.submit_slurm(expand_grid(fake_spec(workspace, [1])), workspace / "slurm")
     with pytest.raises(sweep.ExecutorUnavailable, match="pip install submitit"):
         sweep.run_debug(expand_grid(fake_spec(workspace, [1])), workspace / "slurm")
+    with pytest.raises(sweep.ExecutorUnavailable, match="pip install submitit"):  # --dry-run too
+        sweep.sbatch_preview(expand_grid(fake_spec(workspace, [1])), workspace / "slurm")

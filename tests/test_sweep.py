@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -288,3 +290,28 @@ def test_submitit_executors_without_submitit_say_how_to_install(workspace: Path,
         sweep.run_debug(expand_grid(fake_spec(workspace, [1])), workspace / "slurm")
     with pytest.raises(sweep.ExecutorUnavailable, match="pip install submitit"):  # --dry-run too
         sweep.sbatch_preview(expand_grid(fake_spec(workspace, [1])), workspace / "slurm")
+
+
+# ------------------------------------------------------------------------------------------ make tune
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_make_tune_keeps_each_data_roots_runs_apart(tmp_path: Path):
+    """make tune's sweeps write (and skip finished runs) under a folder of their data root, which parse_results reads."""
+    def planned(data: Path) -> tuple[list[sweep.Job], str]:
+        printed = subprocess.run(["make", "-n", "tune", f"DATA={data}", "PYTHON=/opt/py/bin/python"], cwd=ROOT,
+                                 capture_output=True, text=True, check=True).stdout  # -n: prints, runs nothing
+        overrides = parse_overrides(re.findall(r"--set (\S+)", printed))
+        jobs = [job for spec in sorted((ROOT / "tools/demo/tuning").glob("*.yaml"))
+                for job in expand_grid(sweep.load_spec(spec), overrides)]
+        (summary,) = re.findall(r"-m tools\.parse_results (\S+)", printed)
+        return jobs, summary
+
+    first, first_summary = planned(tmp_path / "a" / "data")
+    second, second_summary = planned(tmp_path / "b" / "data")
+    assert first and first_summary != second_summary
+    for jobs, summary, data in ((first, first_summary, tmp_path / "a" / "data"),
+                                (second, second_summary, tmp_path / "b" / "data")):
+        assert all(job.output.is_relative_to(summary) for job in jobs)
+        assert all(job.command.startswith("/opt/py/bin/python train.py") and f"--root {data} " in job.command
+                   for job in jobs)

@@ -505,6 +505,14 @@ def test_one_domain_gets_no_duplicated_average_panels(tmp_path: Path):
     assert _panel_titles(fewshot) == ["DTD"]
 
 
+def test_zero_shot_levels_alone_get_no_shot_axis(tmp_path: Path):
+    root = tmp_path / "output"
+    retrieval_run(root, "ZeroshotCLIP", "DTD", 1, (35.0, 65.0, 75.0), (25.0, 55.0, 65.0), shots=0)
+    (ax,) = [ax for ax in plots.fewshot_figure(collect(root)[0], metric="mean_recall").axes if ax.get_visible()]
+    assert list(ax.get_xticks()) == [] and ax.get_xlabel() == ""
+    assert [line.get_label() for line in ax.get_lines()] == ["CLIP"]
+
+
 def test_plots_refuse_the_paper_overlay_beside_another_setting(tiny_tree: Path, tmp_path: Path, capsys):
     assert plots.main(["recall", str(tiny_tree), "--out", str(tmp_path / "p"), "--paper"]) == 2
     assert "--paper-any-setting" in capsys.readouterr().err and not (tmp_path / "p").exists()

@@ -408,6 +408,19 @@ def test_paper_numbers_are_refused_beside_runs_of_another_setting(tiny_tree: Pat
     title = markdown.splitlines()[0]
     assert "NOT the paper's setting" in title and "DCAR (paper)" in markdown
     assert "Shown beside the published numbers although the setting differs" in markdown
+    # LaTeX: a visible row under the table (its % comments never reach the PDF); CSV: the concerned headers
+    assert paper_tables.main(["dcar", str(tiny_tree), "--paper", "--paper-any-setting", "--format", "latex"]) == 0
+    latex = capsys.readouterr().out
+    visible = [line for line in latex.splitlines() if not line.startswith("%")]
+    assert visible[-3:] == [r"\bottomrule", r"\multicolumn{14}{l}{\footnotesize NOT the paper's setting (CLIP "
+                            r"ViT-B/32, 16 shots or the full training split): published numbers not comparable} \\",
+                            r"\end{tabular}"]
+    assert paper_tables.main(["dcar", str(tiny_tree), "--paper", "--paper-any-setting", "--format", "csv"]) == 0
+    header = next(csv.reader(io.StringIO(capsys.readouterr().out)))
+    marked = [name for name in header if "[NOT the paper's setting" in name]
+    assert [name.split(" [")[0] for name in marked] == [f"{d} {m}" for d in ("I2T", "T2I") for m in (
+        "CoOp (paper)", "Δ CoOp", "DCAR (paper)", "Δ DCAR")]
+    assert "I2T DCAR" in header  # our own columns as they are
 
 
 def test_paper_setting_is_the_architecture_that_ran_and_the_shots(dcar_tree: Path, tmp_path: Path):

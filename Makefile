@@ -11,6 +11,9 @@ DATA ?= ./data
 SEEDS ?= 1
 ABLATION_SEEDS ?= 1 2 3 4 5
 DEMO_WEIGHTS = $(DATA)/weights/tiny_clip_synthetic.pt
+# make tune's runs, one folder per data root (/data/demo -> output/demo_tuning/data_demo): a sweep skips finished
+# runs, so two roots sharing a folder would reuse each other's results
+TUNE_OUT = output/demo_tuning/$(subst /,_,$(patsubst /%,%,$(abspath $(DATA))))
 
 .PHONY: install requirements dassl test demo tune ablation bench
 
@@ -40,8 +43,10 @@ demo: install
 # the validation split held out of the demo domain's train file; the test split is never looked at.
 tune: install
 	$(PYTHON) -m tools.demo.build --data $(DATA) --quiet
-	for spec in tools/demo/tuning/*.yaml; do $(PYTHON) -m tools.sweep $$spec --set data=$(DATA) || exit 1; done
-	$(PYTHON) -m tools.parse_results output/demo_tuning
+	for spec in tools/demo/tuning/*.yaml; do \
+		$(PYTHON) -m tools.sweep $$spec --set data=$(DATA) --set out=$(TUNE_OUT) --set python=$(PYTHON) || exit 1; \
+	done
+	$(PYTHON) -m tools.parse_results $(TUNE_OUT)
 
 # DCAR's ablation on the demo domain (scripts/dcar/ablation.sh with the demo recipe), then its table.
 ablation: install

@@ -1,6 +1,7 @@
 """The demo's claim (prompt learning beats zero-shot on the synthetic domain) and the benchmark's output."""
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -41,6 +42,47 @@ def test_demo_trained_methods_beat_zero_shot(tmp_path):
     assert run.main(["--data", str(DEMO_ASSETS_DIR), "--out", str(out), "--epochs", "10",
                      "--methods", "ZeroshotCLIP", "CoOp", "DCAR"]) == 0
     assert json.loads((out / "demo_results.json").read_text()) == results
+
+
+class _Console(io.StringIO):
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_demo_shows_each_runs_progress_lines_as_they_come(monkeypatch):
+    from tools.demo.run import ProgressEcho
+
+    monkeypatch.setenv("COLUMNS", "100")  # the terminal's width (shutil.get_terminal_size reads it first)
+
+    run_output = ["Loading evaluator: Retrieval\n", "=> first batch took 2.0 s: about 0:00:08 per epoch", " of 4 batches\n",
+                  "epoch [1/2] batch [1/4] loss 1.2\n", "=> epoch 1/2 done in 0:00:09; ETA 0:00:09 for 1 more epoch(s)\n",
+                  "=> epoch 2/2 done in 0:00:08; training done\n", "=> result\n* mean_recall: 40.0%"]
+    for tty in (False, True):
+        console = _Console(tty)
+        echo = ProgressEcho(console)
+        seen = []
+        for chunk in run_output:
+            echo.write(chunk)
+            seen.append(console.getvalue())
+        echo.end_line()
+        assert echo.getvalue() == "".join(run_output)  # everything captured, for the failure message
+        assert seen[2].endswith("    => first batch took 2.0 s: about 0:00:08 per epoch of 4 batches\n")  # line by line
+        assert seen[0] == "" and seen[3] == seen[2]  # Dassl's own lines stay in the log
+        shown = console.getvalue()
+        if not tty:
+            assert shown.splitlines()[1:] == ["    => epoch 1/2 done in 0:00:09; ETA 0:00:09 for 1 more epoch(s)",
+                                              "    => epoch 2/2 done in 0:00:08; training done"]
+        else:  # one line, rewritten each epoch, ended before anything else is printed
+            assert shown.endswith("\r\033[K    => epoch 1/2 done in 0:00:09; ETA 0:00:09 for 1 more epoch(s)"
+                                  "\r\033[K    => epoch 2/2 done in 0:00:08; training done\n")
+    monkeypatch.setenv("COLUMNS", "30")  # a narrow terminal: the in-place line is cut, it never wraps
+    echo = ProgressEcho(console := _Console(True))
+    echo.write("=> epoch 1/2 done in 0:00:09; ETA 0:00:09 for 1 more epoch(s)\n")
+    assert console.getvalue() == "\r\033[K    => epoch 1/2 done in 0:00"  # 29 visible characters
 
 
 def test_benchmark_reports_speed_memory_and_cache(tmp_path, tiny_clip_state_dict_path):

@@ -408,6 +408,19 @@ def test_paper_numbers_are_refused_beside_runs_of_another_setting(tiny_tree: Pat
     title = markdown.splitlines()[0]
     assert "NOT the paper's setting" in title and "DCAR (paper)" in markdown
     assert "Shown beside the published numbers although the setting differs" in markdown
+    # LaTeX: a visible row under the table (its % comments never reach the PDF); CSV: the concerned headers
+    assert paper_tables.main(["dcar", str(tiny_tree), "--paper", "--paper-any-setting", "--format", "latex"]) == 0
+    latex = capsys.readouterr().out
+    visible = [line for line in latex.splitlines() if not line.startswith("%")]
+    assert visible[-3:] == [r"\bottomrule", r"\multicolumn{14}{l}{\footnotesize NOT the paper's setting (CLIP "
+                            r"ViT-B/32, 16 shots or the full training split): published numbers not comparable} \\",
+                            r"\end{tabular}"]
+    assert paper_tables.main(["dcar", str(tiny_tree), "--paper", "--paper-any-setting", "--format", "csv"]) == 0
+    header = next(csv.reader(io.StringIO(capsys.readouterr().out)))
+    marked = [name for name in header if "[NOT the paper's setting" in name]
+    assert [name.split(" [")[0] for name in marked] == [f"{d} {m}" for d in ("I2T", "T2I") for m in (
+        "CoOp (paper)", "Δ CoOp", "DCAR (paper)", "Δ DCAR")]
+    assert "I2T DCAR" in header  # our own columns as they are
 
 
 def test_paper_setting_is_the_architecture_that_ran_and_the_shots(dcar_tree: Path, tmp_path: Path):
@@ -503,6 +516,14 @@ def test_one_domain_gets_no_duplicated_average_panels(tmp_path: Path):
     assert _panel_titles(recall) == ["DTD I2T", "DTD T2I"]
     fewshot = plots.fewshot_figure(collect(root)[0], metric="mean_recall")
     assert _panel_titles(fewshot) == ["DTD"]
+
+
+def test_zero_shot_levels_alone_get_no_shot_axis(tmp_path: Path):
+    root = tmp_path / "output"
+    retrieval_run(root, "ZeroshotCLIP", "DTD", 1, (35.0, 65.0, 75.0), (25.0, 55.0, 65.0), shots=0)
+    (ax,) = [ax for ax in plots.fewshot_figure(collect(root)[0], metric="mean_recall").axes if ax.get_visible()]
+    assert list(ax.get_xticks()) == [] and ax.get_xlabel() == ""
+    assert [line.get_label() for line in ax.get_lines()] == ["CLIP"]
 
 
 def test_plots_refuse_the_paper_overlay_beside_another_setting(tiny_tree: Path, tmp_path: Path, capsys):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -255,6 +257,9 @@ def test_slurm_dry_run_prints_the_sbatch_file_and_commands(workspace: Path, tmp_
     jobs = expand_grid(fake_spec(workspace, [1, 2]))
     assert all(f"# task {i}: mkdir -p {job.output} && {{ {job.command} ; }}" in printed for i, job in enumerate(jobs))
     assert not read_events(workspace) and not (workspace / "slurm").exists()
+    # a relative folder is named as submitit submits it: absolute, in the srun line too
+    preview = sweep.sbatch_preview(jobs, Path("output/slurm"))
+    assert f"-m submitit.core._submit {Path.cwd() / 'output' / 'slurm'}\n" in preview
 
 
 def test_debug_executor_runs_the_slurm_payloads_here(workspace: Path, capsys):
@@ -277,8 +282,36 @@ def test_debug_executor_runs_the_slurm_payloads_here(workspace: Path, capsys):
 
 
 def test_submitit_executors_without_submitit_say_how_to_install(workspace: Path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "submitit", None)  # makes `import submitit` raise ImportError
+    for module in ("submitit", "submitit.slurm", "submitit.slurm.slurm"):  # even if an earlier test imported them
+        monkeypatch.setitem(sys.modules, module, None)  # makes `import submitit` raise ImportError
     with pytest.raises(sweep.ExecutorUnavailable, match="pip install submitit"):
         sweep.submit_slurm(expand_grid(fake_spec(workspace, [1])), workspace / "slurm")
     with pytest.raises(sweep.ExecutorUnavailable, match="pip install submitit"):
         sweep.run_debug(expand_grid(fake_spec(workspace, [1])), workspace / "slurm")
+    with pytest.raises(sweep.ExecutorUnavailable, match="pip install submitit"):  # --dry-run too
+        sweep.sbatch_preview(expand_grid(fake_spec(workspace, [1])), workspace / "slurm")
+
+
+# ------------------------------------------------------------------------------------------ make tune
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_make_tune_keeps_each_data_roots_runs_apart(tmp_path: Path):
+    """make tune's sweeps write (and skip finished runs) under a folder of their data root, which parse_results reads."""
+    def planned(data: Path) -> tuple[list[sweep.Job], str]:
+        printed = subprocess.run(["make", "-n", "tune", f"DATA={data}", "PYTHON=/opt/py/bin/python"], cwd=ROOT,
+                                 capture_output=True, text=True, check=True).stdout  # -n: prints, runs nothing
+        overrides = parse_overrides(re.findall(r"--set (\S+)", printed))
+        jobs = [job for spec in sorted((ROOT / "tools/demo/tuning").glob("*.yaml"))
+                for job in expand_grid(sweep.load_spec(spec), overrides)]
+        (summary,) = re.findall(r"-m tools\.parse_results (\S+)", printed)
+        return jobs, summary
+
+    first, first_summary = planned(tmp_path / "a" / "data")
+    second, second_summary = planned(tmp_path / "b" / "data")
+    assert first and first_summary != second_summary
+    for jobs, summary, data in ((first, first_summary, tmp_path / "a" / "data"),
+                                (second, second_summary, tmp_path / "b" / "data")):
+        assert all(job.output.is_relative_to(summary) for job in jobs)
+        assert all(job.command.startswith("/opt/py/bin/python train.py") and f"--root {data} " in job.command
+                   for job in jobs)

@@ -191,7 +191,9 @@ def fewshot_figure(
         if all_shots:
             ax.set_xscale("log", base=2)
             ax.set_xticks(all_shots, [str(s) for s in all_shots])
-        ax.set_xlabel("shots per class")
+            ax.set_xlabel("shots per class")
+        else:  # zero-shot levels only: no shot axis to draw (matplotlib would show 0..1 "shots")
+            ax.set_xticks([])
         ax.set_ylabel(f"{label} (%)")
         ax.grid(alpha=0.3)
     what = "Few-shot classification" if task == "classification" else "FDRD retrieval"

@@ -380,9 +380,10 @@ def submit_slurm(jobs: Sequence[Job], folder: Path, options: SlurmOptions = Slur
 
 def sbatch_preview(jobs: Sequence[Job], folder: Path, options: SlurmOptions = SlurmOptions()) -> str:
     """The sbatch file submitit would write for these jobs (one array), and each task's command."""
+    _submitit()  # before the private import below: without submitit, the message that says how to install it
     from submitit.slurm.slurm import _make_sbatch_string  # the text SlurmExecutor submits
 
-    _submitit()
+    folder = Path(folder).expanduser().absolute()  # as submitit's Executor stores it, so the srun line matches
     runner = f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {shlex.quote(str(folder))}"
     parameters = options.parameters()
     if len(jobs) > 1:

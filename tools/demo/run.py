@@ -24,6 +24,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 if not __package__:  # started as a file: the imports below need the repository root, as `python -m` gives
     print("error: run this tool from the repository root as a module: python -m tools.demo.run ...", file=sys.stderr)
@@ -66,13 +67,56 @@ def train_argv(trainer: str, data: Path, out: Path, weights: Path, shots: int, s
             "MODEL.BACKBONE.NAME", str(weights), "DATASET.NUM_SHOTS", str(shots), *overrides]
 
 
+class ProgressEcho(io.StringIO):
+    """A run's console output, captured (it is in the run's log too), with its progress lines shown as they come.
+
+    The trainers' first-batch estimate and per-epoch lines (trainers/engine/progress.py) go to ``console``,
+    indented, so that a slow machine is never silent for a whole run; on a terminal the epoch lines overwrite
+    each other in place (cut to its width), elsewhere (CI logs) each gets its own line.
+    """
+
+    SHOWN = ("=> first batch took", "=> epoch ")
+
+    def __init__(self, console: TextIO):
+        super().__init__()
+        self.console = console
+        self.in_place = console.isatty()
+        self._pending = ""  # the unfinished last line
+        self._open_line = False  # an in-place line is on the console, not yet ended
+
+    def write(self, text: str) -> int:
+        super().write(text)
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            if line.startswith(self.SHOWN):
+                self._show(line)
+        return len(text)
+
+    def _show(self, line: str) -> None:
+        if self.in_place and line.startswith("=> epoch "):
+            width = shutil.get_terminal_size().columns - 1
+            self.console.write(f"\r\033[K    {line}"[:width + 4])  # + the 4 characters of \\r and the erase code
+            self._open_line = True
+        else:
+            self.end_line()
+            self.console.write(f"    {line}\n")
+        self.console.flush()
+
+    def end_line(self) -> None:
+        """End an in-place line, so that what follows starts on a line of its own."""
+        if self._open_line:
+            self.console.write("\n")
+            self._open_line = False
+
+
 def run_method(argv: list[str]) -> tuple[int, str]:
-    """Run train.py in-process with its console output captured (it is in the run's log too)."""
+    """Run train.py in-process with its console output captured and its progress lines shown."""
     import train
 
-    captured = io.StringIO()
+    captured = ProgressEcho(sys.stdout)
     with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
         code = train.run(argv)
+    captured.end_line()
     return code, captured.getvalue()
 
 
@@ -174,14 +218,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.fresh:
             shutil.rmtree(run_dir, ignore_errors=True)
         if not (run_dir / RESULTS_FILE).is_file():
-            print(f"{label} ...", end=" ", flush=True)
+            print(f"{label} ...", flush=True)
             t0 = time.time()
             code, console = run_method(train_argv(trainer, args.data, run_dir, weights, args.shots, seed,
                                                   args.epochs))
             if code != 0 or not (run_dir / RESULTS_FILE).is_file():
                 print(f"failed (exit {code}); see {run_dir}/log_latest.txt\n{console[-2000:]}")
                 return 1
-            print(f"done in {time.time() - t0:.0f}s", end=", ")
+            print(f"  done in {time.time() - t0:.0f}s", end=", ")
         else:
             print(f"{label}: finished earlier,", end=" ")
         results = json.loads((run_dir / RESULTS_FILE).read_text())

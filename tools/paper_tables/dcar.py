@@ -54,9 +54,11 @@ def build_dcar_table(
                 columns += [Column(direction.upper(), method, PAPER), Column(direction.upper(), method, DIFF)]
 
     title = "FDRD image-text retrieval, Recall@K (%)"
+    caveat = ""
     if mismatches:
-        title += f" — NOT the paper's setting ({paper.setting.describe()}): published numbers not comparable"
-    table = PaperTable(title, ("Dataset", "K"), columns)
+        caveat = f"NOT the paper's setting ({paper.setting.describe()}): published numbers not comparable"
+        title += f" — {caveat}"
+    table = PaperTable(title, ("Dataset", "K"), columns, caveat=caveat)
 
     for dataset in datasets:
         for k in RECALL_KS:

@@ -47,6 +47,9 @@ class PaperTable:
     columns: list[Column]
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: a warning that must stay visible wherever the table goes (LaTeX: a row under the table, CSV: the headers
+    #: of the published and difference columns), e.g. published numbers beside runs of another setting
+    caveat: str = ""
 
     def best_cells(self, decimals: int = 2) -> set[tuple[int, int]]:
         """(row, column) of the best of our methods per row and column group, ties included, as the papers bold.

@@ -45,9 +45,12 @@ def render_csv(table: PaperTable, decimals: int = 2, show_std: bool = False) -> 
         for c, column in enumerate(table.columns)]
     header = list(table.key_names)
     for column, std in zip(table.columns, with_std):
-        header.append(f"{column.group} {column.label}".strip())
+        name = f"{column.group} {column.label}".strip()
+        if table.caveat and column.kind != OURS:  # CSV has no caption: the columns it concerns say it
+            name += f" [{table.caveat}]"
+        header.append(name)
         if std:
-            header.append(f"{column.group} {column.label} std".strip())
+            header.append(f"{name} std")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -116,7 +119,11 @@ def render_latex(table: PaperTable, decimals: int = 2, show_std: bool = False) -
             cells.append(text)
         lines.append(" & ".join(keys + cells) + r" \\")
         previous = row
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines.append(r"\bottomrule")
+    if table.caveat:  # the comments above never reach the PDF: the warning goes under the table itself
+        n_columns = n_keys + len(table.columns)
+        lines.append(rf"\multicolumn{{{n_columns}}}{{l}}{{\footnotesize {latex_escape(table.caveat)}}} \\")
+    lines.append(r"\end{tabular}")
     return "\n".join(lines) + "\n"
 
 

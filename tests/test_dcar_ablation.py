@@ -97,3 +97,17 @@ def test_ablation_table_pairs_seeds_and_tests_against_full(tmp_path):
     assert "| no_cate" in text and "-1.40 ± 0.58" in text and "paired t-test" in text
     assert rows["no_cate"]["vs full Δ hard-neg R@1"].value == 0.0  # the same hard-negative recall, seed by seed
     assert rows["no_cate"]["vs full p hard-neg R@1"] is None  # no spread, no test
+
+
+def test_ablation_table_from_the_recipe_folder_itself(tmp_path):
+    """`make ablation` points the table at output/<dataset>/DCAR/<cfg>_<shots>shots: the rows are its sub-folders
+    (before, every row read as a variant-less "full" and the table refused them as duplicates)."""
+    for seed, (full, no_cate) in enumerate([(50.0, 48.0), (52.0, 51.0)], 1):
+        _run(tmp_path, "full", seed, full)
+        _run(tmp_path, "no_cate", seed, no_cate)
+    recipe_folder = tmp_path / "fdrd_synthetic" / "DCAR" / "demo_16shots"
+    summaries = collect(recipe_folder)[0]
+    assert sorted((s.variant, s.cfg, s.trainer) for s in summaries) == [("full", "demo", "DCAR"), ("no_cate", "demo", "DCAR")]
+    out = tmp_path / "table.md"
+    assert paper_tables(["ablation", str(recipe_folder), "--std", "--out", str(out)]) == 0
+    assert "| no_cate" in out.read_text() and "-1.50 ± 0.50" in out.read_text()

@@ -277,7 +277,7 @@ def discover_runs(root: str | os.PathLike) -> Discovery:
         logs = _log_files(here, file_names)
         if RESULTS_FILE not in file_names and not logs and not (is_seed_dir and SWEEP_LOG_FILE in file_names):
             continue
-        info = parse_run_path(PurePosixPath(here.relative_to(root).as_posix()))
+        info = parse_run_path(_layout_path(root, here))
         outcome = _read_run(here, info, file_names, logs)
         if isinstance(outcome, RunResult):
             discovery.runs.append(outcome)
@@ -287,6 +287,20 @@ def discover_runs(root: str | os.PathLike) -> Discovery:
             continue  # a stray log above other runs (not a run folder): keep walking
         subdirs.clear()  # a run's sub-folders hold checkpoints, not other runs
     return discovery
+
+
+def _layout_path(root: Path, here: Path) -> PurePosixPath:
+    """``here`` relative to ``root``; when ``root`` is itself inside the layout (a recipe folder
+    ``<dataset>/<TRAINER>/<cfg>_<shots>shots`` or one of its variants, as the ablation table is pointed at), the
+    layout's folders above it come first, so dataset, trainer, shots and variant are still read from the path."""
+    relative = PurePosixPath(here.relative_to(root).as_posix())
+    if any(SHOTS_DIR.match(part) for part in relative.parts):
+        return relative
+    above = root.resolve().parts
+    shots_at = [i for i, part in enumerate(above) if SHOTS_DIR.match(part)]
+    if not shots_at:
+        return relative
+    return PurePosixPath(*above[max(0, shots_at[-1] - 2):], *relative.parts)
 
 
 def _log_files(directory: Path, file_names: set[str]) -> list[Path]:

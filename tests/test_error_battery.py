@@ -103,6 +103,31 @@ def test_dcar_coupling_name_fails_fast(tmp_path, ckpt):
     fails(proc, "TRAINER.DCAR.COUPLING must be one of", "'linaer'")  # the data folder is empty: not reached
 
 
+@pytest.mark.parametrize("key, value, needle", [
+    ("DTR_FLOOR", "3.0", "need 0 < DTR_FLOOR <= DTR_CEIL, got 3.0 and 2.0"),
+    ("DTR_NORM", "meen", "TRAINER.DCAR.DTR_NORM must be mean or none, got 'meen'"),
+    ("NUM_CATEGORY_NEG", "-1", "TRAINER.DCAR.NUM_CATEGORY_NEG must be >= 0, got -1"),
+    ("CAA_REDUCTION", "0", "TRAINER.DCAR.CAA_REDUCTION must be >= 1"),
+])
+def test_dcar_component_values_fail_fast(tmp_path, ckpt, key, value, needle):
+    """Values the DCAR components would reject with a ValueError after the dataset is built."""
+    proc = run_train("--root", str(tmp_path), "--trainer", "DCAR", "--dataset-config-file",
+                     "configs/datasets/fdrd_dtd.yaml", "--config-file", "configs/trainers/DCAR/vit_b32.yaml",
+                     "--output-dir", str(tmp_path / "out"), "MODEL.BACKBONE.NAME", str(ckpt), *TINY_OVERRIDES,
+                     "TRAINER.DCAR.PROMPT_DEPTH", "2", f"TRAINER.DCAR.{key}", value, check=False)
+    fails(proc, needle)  # the data folder is empty: not reached
+
+
+@pytest.mark.parametrize("trainer, extra", [("VLP", ()), ("DPT", ("TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT", "2"))])
+def test_vlp_dpt_refuse_a_class_token_position_they_do_not_implement(pets, ckpt, tmp_path, trainer, extra):
+    args = list(coop(pets, ckpt, tmp_path / "out", *extra, "TRAINER.COOP.CLASS_TOKEN_POSITION", "middle"))
+    args[args.index("--trainer") + 1] = trainer
+    args[args.index("--config-file") + 1] = f"configs/trainers/{trainer}/vit_b32.yaml"
+    proc = run_train(*args, check=False)
+    fails(proc, f"{trainer} puts the class name at the end", "TRAINER.COOP.CLASS_TOKEN_POSITION 'middle'")
+    assert "Reading split" not in proc.stdout
+
+
 # ---- split files and images --------------------------------------------------------------------------
 @pytest.mark.parametrize("content, needles", [
     ('{"train": [["class_000/train_0.jpg", 0, "abyssinian"]', ("is not valid JSON", "truncated")),

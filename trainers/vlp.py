@@ -90,6 +90,17 @@ def from_official_vlp(states) -> ConvertedCheckpoint:
         [f"trained on {num_classes} classes; VPT prompts for all {prompts.shape[0]} blocks"])
 
 
+def check_coop_text_prompt(cfg) -> None:
+    """VLP and DPT build the official recipe's text prompt only: one shared context, the class name at the end.
+    The other CoOp choices are refused rather than ignored (the official code accepts them)."""
+    name = cfg.TRAINER.NAME
+    if cfg.TRAINER.COOP.CSC:
+        raise ConfigError(f"{name} uses one shared text context: set TRAINER.COOP.CSC False.")
+    if cfg.TRAINER.COOP.CLASS_TOKEN_POSITION != "end":
+        raise ConfigError(f"{name} puts the class name at the end of the prompt: TRAINER.COOP.CLASS_TOKEN_POSITION "
+                          f"{cfg.TRAINER.COOP.CLASS_TOKEN_POSITION!r} is not implemented here; set it to end.")
+
+
 @TRAINER_REGISTRY.register()
 class VLP(CLIPTrainer):
     CONFIG_NODE = "VLP"
@@ -99,8 +110,7 @@ class VLP(CLIPTrainer):
 
     def build_prompted_clip(self, clip_model, classnames):
         cfg = self.cfg
-        if cfg.TRAINER.COOP.CSC:
-            raise ConfigError(f"{cfg.TRAINER.NAME} uses one shared text context: set TRAINER.COOP.CSC False.")
+        check_coop_text_prompt(cfg)
         blocks = prompted_blocks(len(clip_model.visual.transformer.resblocks), cfg.TRAINER.VPT.DEPTH) \
             if hasattr(clip_model.visual, "transformer") else []
         return DualModalityCLIP(clip_model, classnames, template_for(cfg.DATASET.NAME), cfg.TRAINER.COOP.N_CTX,

@@ -360,6 +360,29 @@ def test_ctrl_c_is_one_line_and_exit_130(pets, ckpt, tmp_path, monkeypatch):
                                                     "the checkpoint of epoch 1)")
 
 
+def test_sigterm_is_one_line_exit_143_and_the_rerun_resumes(pets, ckpt, tmp_path, monkeypatch):
+    """A cluster's time limit (SLURM sends SIGTERM before SIGKILL) or `kill PID`: a real signal to this process."""
+    import trainers.engine.trainer as engine
+
+    original = engine.CLIPTrainer.forward_backward
+
+    def terminated_in_epoch_2(self, batch):
+        if self.epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, batch)
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(engine.CLIPTrainer, "forward_backward", terminated_in_epoch_2)
+    args = coop(pets, ckpt, tmp_path / "out", "OPTIM.MAX_EPOCH", "2", "TEST.NO_TEST", "True")
+    proc = run_train(*args, check=False)
+    fails(proc, code=143)
+    assert proc.stderr.strip().splitlines()[-1] == ("terminated (SIGTERM) at epoch 2; re-run the same command to "
+                                                    "resume (from the checkpoint of epoch 1)")
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is the run's only
+    monkeypatch.setattr(engine.CLIPTrainer, "forward_backward", original)
+    assert "Resumed prompt_learner from epoch 1" in run_train(*args).stdout  # the lock was released
+
+
 def test_download_split_offline_one_message_no_folder_left(tmp_path, monkeypatch, capsys):
     import gdown
     import requests

@@ -195,3 +195,31 @@ def test_precision_fallback_and_casting():
     assert model.ln_final.weight.dtype == torch.float32  # LayerNorms stay fp32 as in OpenAI's release
     with pytest.raises(ValueError, match="PREC must be one of"):
         resolve_precision("fp8", cpu)
+
+
+def test_bpe_vocabulary_is_loaded_once_for_every_layer(monkeypatch):
+    """The text encoder, CoOp's name lengths and the caption datasets share one tokenizer (trainers/bpe.py)."""
+    import clip
+    import clip.simple_tokenizer
+
+    from datasets.fdrd_formats import caption_token_length
+    from trainers.backbone.text_encoder import tokenize
+    from trainers.bpe import bpe_ids, clip_bpe, count_bpe_tokens
+
+    built = []
+    real = clip.simple_tokenizer.SimpleTokenizer
+
+    def counting():
+        built.append(1)
+        return real()
+
+    monkeypatch.setattr(clip.simple_tokenizer, "SimpleTokenizer", counting)
+    clip_bpe.cache_clear(), bpe_ids.cache_clear()
+    try:
+        caption = "a photo of a crane (bird)."
+        tokens = tokenize([caption]).tokens
+        assert caption_token_length(caption) == int((tokens != 0).sum()) == int((clip.tokenize(caption) != 0).sum())
+        assert count_bpe_tokens("crane (bird)") == 4
+        assert len(built) == 1
+    finally:
+        clip_bpe.cache_clear(), bpe_ids.cache_clear()

@@ -11,7 +11,8 @@ from dassl.engine import TRAINER_REGISTRY
 from torch import nn
 
 from .backbone.prompted_clip import PromptedCLIP
-from .backbone.text_encoder import count_bpe_tokens, tokenize
+from .backbone.text_encoder import tokenize
+from .bpe import count_bpe_tokens
 from .engine.config import set_defaults
 from .errors import ConfigError
 from .engine.official_checkpoints import ConvertedCheckpoint, OfficialLayout, as_fp32, take

@@ -406,6 +406,10 @@ def test_zero_epochs_and_more_shots_than_images_say_what_happens(pets, ckpt, tmp
     proc = run_train(*coop(pets, ckpt, tmp_path / "a", "OPTIM.MAX_EPOCH", "0"))
     assert "OPTIM.MAX_EPOCH is 0: nothing is trained" in proc.stdout
     assert not (tmp_path / "a" / "last_checkpoint.json").exists()
-    proc = run_train(*coop(pets, ckpt, tmp_path / "b", "DATASET.NUM_SHOTS", "100", "TEST.NO_TEST", "True"))
+    record = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert record["epochs"] == 0 and record["max_epoch"] == 0  # was "epoch": 1 for an untrained model
+    proc = run_train(*coop(pets, ckpt, tmp_path / "b", "DATASET.NUM_SHOTS", "100"))
     assert "DATASET.NUM_SHOTS is 100, but 3 of 3 classes have fewer training images" in proc.stdout
     assert "4 to 4 per class, 12 in all" in proc.stdout
+    record = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert record["num_shots"] == 100 and record["shots_per_class"] == {"min": 4, "max": 4}

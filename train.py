@@ -75,6 +75,8 @@ def reset_cfg(cfg, args) -> None:
     cfg.RUN.CONFIG_FILE = args.config_file
     cfg.RUN.DATASET_CONFIG_FILE = args.dataset_config_file
     cfg.RUN.OVERRIDES = [str(opt) for opt in args.opts or []]
+    cfg.RUN.EVAL_ONLY = bool(args.eval_only)
+    cfg.RUN.MODEL_DIR = args.model_dir
 
 
 def known_keys(node, prefix: str = "") -> list[str]:
@@ -232,10 +234,7 @@ def main(args, session: Session) -> None:
     print_args(args, cfg)
 
     trainer = session.trainer = build_trainer(cfg)
-    if args.eval_only:
-        if trainer.get_model_names() and not args.model_dir:
-            raise ConfigError(f"--eval-only: {cfg.TRAINER.NAME} has learnable parameters; pass --model-dir (the "
-                              "--output-dir of its training run) and --load-epoch.")
+    if args.eval_only:  # without --model-dir only for trainers with nothing learnable (CLIPTrainer.check_cfg)
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()
         return

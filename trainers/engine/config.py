@@ -28,7 +28,8 @@ def set_defaults(cfg: CN, path: str, defaults: dict[str, Any]) -> CN:
 
 def add_common_config(cfg: CN) -> None:
     # How the run was asked for (filled in by train.py; results.json records it next to the metrics).
-    set_defaults(cfg, "RUN", {"CONFIG_FILE": "", "DATASET_CONFIG_FILE": "", "OVERRIDES": []})
+    set_defaults(cfg, "RUN", {"CONFIG_FILE": "", "DATASET_CONFIG_FILE": "", "OVERRIDES": [],
+                              "EVAL_ONLY": False, "MODEL_DIR": ""})  # --eval-only, --model-dir: for check_cfg
     set_defaults(cfg, "MODEL", {
         "CLIP_CACHE_DIR": "",
         # TorchScript archives (OpenAI's original .pt) and checkpoints holding pickled Python objects can

@@ -160,10 +160,13 @@ class CLIPTrainer(TrainerX):
                                      bool(cfg.MODEL.ALLOW_UNSAFE_LOAD))
         try:
             with torch.random.fork_rng(devices=[]):
-                self.build_prompted_clip(self._clip_model, list(self.PLACEHOLDER_CLASSNAMES))
+                model = self.build_prompted_clip(self._clip_model, list(self.PLACEHOLDER_CLASSNAMES))
         except ConfigError as err:
             raise ConfigError(f"{type(self).__name__} on backbone {cfg.MODEL.BACKBONE.NAME}: {err} (the method's keys "
                               f"are under TRAINER.{self.CONFIG_NODE})") from None
+        if cfg.RUN.EVAL_ONLY and not cfg.RUN.MODEL_DIR and any(p.requires_grad for p in model.parameters()):
+            raise ConfigError(f"--eval-only: {type(self).__name__} has learnable parameters; pass --model-dir (the "
+                              "--output-dir of its training run) and --load-epoch.")
 
     @classmethod
     def precision_setting(cls, cfg) -> tuple[str, str]:

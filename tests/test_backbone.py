@@ -56,20 +56,30 @@ def test_backbone_state_dict_of_another_model(tmp_path):
 
 def test_openai_name_without_network_fails_fast_naming_every_source(tmp_path, monkeypatch):
     import socket
-    import time
+    import urllib.request
 
     import trainers.backbone.loading as loading
 
-    def no_network(*args, **kwargs):
+    probes = []
+
+    def no_network(address, timeout=None, **kwargs):
+        probes.append((address[0], timeout))
         raise OSError("Name or service not known")
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(loading, "_from_hub", lambda *a: pytest.fail("the Hub is unreachable: no download attempt"))
-    start = time.monotonic()
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download from an unreachable host"))
+    rounds = []
+    probe_all = loading.reachable
+    monkeypatch.setattr(loading, "reachable", lambda urls: rounds.append(urls) or probe_all(urls))
     with pytest.raises(CLIPWeightsNotFoundError) as info:
         load_clip("ViT-B/32", cache_dir=tmp_path)
-    assert time.monotonic() - start < 5
+    # bounded without measuring time: each host probed once (no retry loop), all within one 3 s probe
+    hosts = [host for host, _ in probes]
+    assert len(rounds) == 1 and len(hosts) == len(set(hosts)) == len(rounds[0]) == 2
+    assert {timeout for _, timeout in probes} == {loading.PROBE_TIMEOUT_S}
+    assert loading.PROBE_TIMEOUT_S <= 3
     msg = str(info.value)
     assert "ViT-B-32.pt (not present)" in msg and HUB_REPOS["ViT-B/32"] in msg and "unreachable" in msg
     assert "openaipublic" in msg and str(tmp_path / "ViT-B-32.pt") in msg

@@ -84,12 +84,18 @@ def test_config_file_errors(pets, ckpt, tmp_path):
     (("TRAINER.COOP.PREC", "fp8"), ("PREC must be one of", "'fp8'")),
     (("--trainer", "MaPLe", "TRAINER.MAPLE.PROMPT_DEPTH", "9"), ("MaPLe on backbone", "PROMPT_DEPTH must be between 1 "
                                                                  "and 2", "TRAINER.MAPLE")),
+    (("--trainer", "CLIPAdapter", "TRAINER.CLIP_ADAPTER.REDUCTION", "0"), ("REDUCTION (0) must be a positive divisor",
+                                                                           "TRAINER.CLIP_ADAPTER")),
+    (("INPUT.SIZE", "(48, 48)"), ("INPUT.SIZE (48, 48) does not fit the backbone", "takes 32x32 images")),
+    (("TEST.SPLIT", "vall"), ("TEST.SPLIT must be one of ('val', 'test'), got 'vall'",)),
 ])
 def test_config_values_fail_before_the_dataset_is_built(pets, ckpt, tmp_path, extra, needles):
     args = list(coop(pets, ckpt, tmp_path / "out"))
     if extra[0] == "--trainer":
-        args[args.index("--trainer") + 1], extra = extra[1], extra[2:]
-        args[args.index("--config-file") + 1] = "configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml"
+        trainer, extra = extra[1], extra[2:]
+        args[args.index("--trainer") + 1] = trainer
+        args[args.index("--config-file") + 1] = {"MaPLe": "configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml",
+                                                 "CLIPAdapter": "configs/trainers/CLIPAdapter/vit_b32.yaml"}[trainer]
     proc = run_train(*args, *extra, check=False)
     fails(proc, *needles)
     assert "Reading split" not in proc.stdout  # found before any data was read
@@ -107,7 +113,6 @@ def test_dcar_coupling_name_fails_fast(tmp_path, ckpt):
     ("DTR_FLOOR", "3.0", "need 0 < DTR_FLOOR <= DTR_CEIL, got 3.0 and 2.0"),
     ("DTR_NORM", "meen", "TRAINER.DCAR.DTR_NORM must be mean or none, got 'meen'"),
     ("NUM_CATEGORY_NEG", "-1", "TRAINER.DCAR.NUM_CATEGORY_NEG must be >= 0, got -1"),
-    ("CAA_REDUCTION", "0", "TRAINER.DCAR.CAA_REDUCTION must be >= 1"),
 ])
 def test_dcar_component_values_fail_fast(tmp_path, ckpt, key, value, needle):
     """Values the DCAR components would reject with a ValueError after the dataset is built."""
@@ -269,6 +274,14 @@ def test_resume_marker_naming_a_missing_or_foreign_file(pets, ckpt, trained, tmp
     other = copy_data(trained, tmp_path / "other")
     fails(run_train(*coop(pets, ckpt, other, trainer="VPT", config="VPT/vit_b32"), check=False),
           f"{other} holds a checkpoint of trainer CoOp (epoch 1); this run is VPT")
+
+
+def test_resume_from_a_folder_without_checkpoint_is_refused(pets, ckpt, tmp_path):
+    """--resume names a folder to resume from: finding nothing there is not a fresh start."""
+    (tmp_path / "empty").mkdir()
+    for folder in (tmp_path / "empty", tmp_path / "nowhere"):
+        proc = run_train(*coop(pets, ckpt, tmp_path / "out", flags=("--resume", str(folder))), check=False)
+        fails(proc, f"--resume {folder} holds no checkpoint")
 
 
 def test_mixed_legacy_checkpoint_is_refused(tmp_path):

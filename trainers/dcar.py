@@ -159,9 +159,6 @@ class DCAR(CLIPTrainer):
         for key in ("NUM_CATEGORY_NEG", "NUM_ATTRIBUTE_NEG", "NEIGHBOURS", "LAMBDA", "TEMPERATURE"):
             if c[key] < 0:
                 raise ConfigError(f"TRAINER.DCAR.{key} must be >= 0, got {c[key]}")
-        if c.CAA_REDUCTION < 1 or not 0.0 <= c.CAA_RATIO <= 1.0:
-            raise ConfigError(f"TRAINER.DCAR.CAA_REDUCTION must be >= 1 and CAA_RATIO in [0, 1], got "
-                              f"{c.CAA_REDUCTION} and {c.CAA_RATIO}")
         super().check_cfg(cfg)
 
     @property

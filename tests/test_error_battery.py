@@ -123,6 +123,22 @@ def test_dcar_component_values_fail_fast(tmp_path, ckpt, key, value, needle):
     fails(proc, needle)  # the data folder is empty: not reached
 
 
+@pytest.mark.parametrize("trainer, config, key, value", [
+    ("CoOp", "CoOp/vit_b32", "TRAINER.COOP.N_CTX", "-1"),  # a torch error on a negative shape
+    ("CoOp", "CoOp/vit_b32", "TRAINER.COOP.N_CTX", "0"),   # trained nothing, silently
+    ("MaPLe", "MaPLe/vit_b16_c2_ep5_batch4_2ctx", "TRAINER.MAPLE.N_CTX", "0"),
+    ("VPT", "VPT/vit_b32", "TRAINER.VPT.N_CTX", "0"),
+    ("VLP", "VLP/vit_b32", "TRAINER.VPT.N_CTX", "-1"),  # 0 disables VPT in VLP/DPT; -1 did too, silently
+])
+def test_prompt_lengths_out_of_range(pets, ckpt, tmp_path, trainer, config, key, value):
+    args = list(coop(pets, ckpt, tmp_path / "out", "TRAINER.MAPLE.PROMPT_DEPTH", "2", key, value))
+    args[args.index("--trainer") + 1] = trainer
+    args[args.index("--config-file") + 1] = f"configs/trainers/{config}.yaml"
+    proc = run_train(*args, check=False)
+    fails(proc, f"{key} must be at least {0 if value == '-1' and 'VPT' in key else 1}, got {value}")
+    assert "Reading split" not in proc.stdout
+
+
 @pytest.mark.parametrize("trainer, extra", [("VLP", ()), ("DPT", ("TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT", "2"))])
 def test_vlp_dpt_refuse_a_class_token_position_they_do_not_implement(pets, ckpt, tmp_path, trainer, extra):
     args = list(coop(pets, ckpt, tmp_path / "out", *extra, "TRAINER.COOP.CLASS_TOKEN_POSITION", "middle"))

@@ -33,7 +33,7 @@ from .dcar_components import (CategoryAwareAdapter, CategoryAwareNegatives, Dyna
                               blank_image_features, boilerplate_token_ids, siblings_from_meta,
                               siblings_from_text_features)
 from .atomic_io import atomic_write_text
-from .engine.config import set_defaults
+from .engine.config import check_at_least, set_defaults
 from .errors import ConfigError
 from .engine.trainer import CLIPTrainer
 from .losses import category_weighted_contrastive, symmetric_info_nce
@@ -156,6 +156,7 @@ class DCAR(CLIPTrainer):
         if not 0.0 < c.DTR_FLOOR <= c.DTR_CEIL:
             raise ConfigError(f"TRAINER.DCAR.DTR_FLOOR and DTR_CEIL need 0 < DTR_FLOOR <= DTR_CEIL, got "
                               f"{c.DTR_FLOOR} and {c.DTR_CEIL}")
+        check_at_least(cfg, "TRAINER.DCAR.N_CTX", 1, "prompt tokens per layer and modality")
         for key in ("NUM_CATEGORY_NEG", "NUM_ATTRIBUTE_NEG", "NEIGHBOURS", "LAMBDA", "TEMPERATURE"):
             if c[key] < 0:
                 raise ConfigError(f"TRAINER.DCAR.{key} must be >= 0, got {c[key]}")

@@ -322,6 +322,17 @@ def test_backbone_file_that_is_not_a_checkpoint(pets, tmp_path):
     fails(run_train(*coop(pets, weights, tmp_path / "out"), check=False), str(weights), "is not a PyTorch file")
 
 
+def test_torchscript_backbone_needs_the_opt_in_through_train_py(pets, tiny_clip_jit_path, tmp_path):
+    """OpenAI's original .pt files are TorchScript archives: torch.jit.load runs code stored in them."""
+    def evaluate_with(*extra):
+        return run_train(*coop(pets, tiny_clip_jit_path, tmp_path / "out", *extra, trainer="ZeroshotCLIP",
+                               config="ZeroshotCLIP/vit_b32", flags=("--eval-only",)), check=False)
+
+    fails(evaluate_with(), str(tiny_clip_jit_path), "is a TorchScript archive", "MODEL.ALLOW_UNSAFE_LOAD True")
+    proc = evaluate_with("MODEL.ALLOW_UNSAFE_LOAD", "True")
+    assert proc.returncode == 0 and "with torch.jit.load because MODEL.ALLOW_UNSAFE_LOAD is True" in proc.stdout
+
+
 # ---- the output folder ------------------------------------------------------------------------------
 def test_output_dir_is_a_file_or_read_only(pets, ckpt, tmp_path, monkeypatch):
     file = tmp_path / "out.txt"

@@ -8,12 +8,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import errno
 import functools
 import io
+import os
 import re
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +75,8 @@ def reset_cfg(cfg, args) -> None:
     cfg.RUN.CONFIG_FILE = args.config_file
     cfg.RUN.DATASET_CONFIG_FILE = args.dataset_config_file
     cfg.RUN.OVERRIDES = [str(opt) for opt in args.opts or []]
+    cfg.RUN.EVAL_ONLY = bool(args.eval_only)
+    cfg.RUN.MODEL_DIR = args.model_dir
 
 
 def known_keys(node, prefix: str = "") -> list[str]:
@@ -228,10 +234,7 @@ def main(args, session: Session) -> None:
     print_args(args, cfg)
 
     trainer = session.trainer = build_trainer(cfg)
-    if args.eval_only:
-        if trainer.get_model_names() and not args.model_dir:
-            raise ConfigError(f"--eval-only: {cfg.TRAINER.NAME} has learnable parameters; pass --model-dir (the "
-                              "--output-dir of its training run) and --load-epoch.")
+    if args.eval_only:  # without --model-dir only for trainers with nothing learnable (CLIPTrainer.check_cfg)
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()
         return
@@ -270,13 +273,48 @@ def describe_os_error(err: OSError, session: Session) -> str | None:
     return f"{err.filename}: {err.strerror or err}."
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cluster's time limit or `scancel`, `kill PID`): ends the run like Ctrl-C, so the lock, the
+    log and half-written files are cleaned up and the message says where the re-run resumes."""
+
+
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def sigterm_as_exception():
+    """While a run is in progress, SIGTERM raises :class:`Terminated` in the main thread of this process (not
+    in forked DataLoader workers, which keep the default and die)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pid = os.getpid()
+
+    def terminate(signum, frame):
+        if os.getpid() != pid:  # a forked child: die as before
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code. Safe to call repeatedly in one process (e.g. the demo)."""
     args = build_parser().parse_args(argv)
     console = sys.stdout
     session = Session()
     try:
-        main(args, session)
+        with sigterm_as_exception():
+            main(args, session)
+    except Terminated:
+        print(session.interrupted().replace("interrupted", "terminated (SIGTERM)", 1), file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print(session.interrupted(), file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -36,7 +36,6 @@ Both are parsed field by field: the domain decides where the class and the image
 """
 from __future__ import annotations
 
-import functools
 import json
 import posixpath
 import re
@@ -44,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from trainers.bpe import count_bpe_tokens
 from trainers.errors import DataError
 
 CONTEXT_LENGTH = 77  # CLIP's text context, SOT and EOT included
@@ -454,17 +454,9 @@ def check_class_coverage(records: Sequence[CaptionRecord], classnames: Sequence[
 # --------------------------------------------------------------------------- caption length
 
 
-@functools.lru_cache(maxsize=1)
-def clip_tokenizer() -> Any:
-    """CLIP's BPE tokenizer, built once (it loads a 1.3 MB vocabulary)."""
-    from clip.simple_tokenizer import SimpleTokenizer
-
-    return SimpleTokenizer()
-
-
 def caption_token_length(caption: str) -> int:
     """BPE tokens of a caption including SOT and EOT, as CLIP's tokenize counts them."""
-    return len(clip_tokenizer().encode(caption)) + 2
+    return count_bpe_tokens(caption) + 2
 
 
 def count_overlong(captions: Iterable[str], context_length: int = CONTEXT_LENGTH) -> int:

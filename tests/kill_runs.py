@@ -56,13 +56,12 @@ def main(spec_path: str) -> None:
     import train
     import trainers  # noqa: F401
 
-    from datasets.fdrd_formats import clip_tokenizer
-    from trainers.backbone.text_encoder import _bpe
+    from trainers.bpe import clip_bpe
 
-    # Once here rather than in every child: Dassl's env report (it runs pip) and the BPE vocabularies (pure
+    # Once here rather than in every child: Dassl's env report (it runs pip) and the BPE vocabulary (pure
     # Python; this process must run no torch op, so that the forked children may use OpenMP threads).
     train.collect_env_info()
-    _bpe(), clip_tokenizer()
+    clip_bpe()
     signals = []
     for run in json.loads(Path(spec_path).read_text()):
         pid = os.fork()

@@ -56,20 +56,30 @@ def test_backbone_state_dict_of_another_model(tmp_path):
 
 def test_openai_name_without_network_fails_fast_naming_every_source(tmp_path, monkeypatch):
     import socket
-    import time
+    import urllib.request
 
     import trainers.backbone.loading as loading
 
-    def no_network(*args, **kwargs):
+    probes = []
+
+    def no_network(address, timeout=None, **kwargs):
+        probes.append((address[0], timeout))
         raise OSError("Name or service not known")
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(loading, "_from_hub", lambda *a: pytest.fail("the Hub is unreachable: no download attempt"))
-    start = time.monotonic()
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download from an unreachable host"))
+    rounds = []
+    probe_all = loading.reachable
+    monkeypatch.setattr(loading, "reachable", lambda urls: rounds.append(urls) or probe_all(urls))
     with pytest.raises(CLIPWeightsNotFoundError) as info:
         load_clip("ViT-B/32", cache_dir=tmp_path)
-    assert time.monotonic() - start < 5
+    # bounded without measuring time: each host probed once (no retry loop), all within one 3 s probe
+    hosts = [host for host, _ in probes]
+    assert len(rounds) == 1 and len(hosts) == len(set(hosts)) == len(rounds[0]) == 2
+    assert {timeout for _, timeout in probes} == {loading.PROBE_TIMEOUT_S}
+    assert loading.PROBE_TIMEOUT_S <= 3
     msg = str(info.value)
     assert "ViT-B-32.pt (not present)" in msg and HUB_REPOS["ViT-B/32"] in msg and "unreachable" in msg
     assert "openaipublic" in msg and str(tmp_path / "ViT-B-32.pt") in msg
@@ -195,3 +205,31 @@ def test_precision_fallback_and_casting():
     assert model.ln_final.weight.dtype == torch.float32  # LayerNorms stay fp32 as in OpenAI's release
     with pytest.raises(ValueError, match="PREC must be one of"):
         resolve_precision("fp8", cpu)
+
+
+def test_bpe_vocabulary_is_loaded_once_for_every_layer(monkeypatch):
+    """The text encoder, CoOp's name lengths and the caption datasets share one tokenizer (trainers/bpe.py)."""
+    import clip
+    import clip.simple_tokenizer
+
+    from datasets.fdrd_formats import caption_token_length
+    from trainers.backbone.text_encoder import tokenize
+    from trainers.bpe import bpe_ids, clip_bpe, count_bpe_tokens
+
+    built = []
+    real = clip.simple_tokenizer.SimpleTokenizer
+
+    def counting():
+        built.append(1)
+        return real()
+
+    monkeypatch.setattr(clip.simple_tokenizer, "SimpleTokenizer", counting)
+    clip_bpe.cache_clear(), bpe_ids.cache_clear()
+    try:
+        caption = "a photo of a crane (bird)."
+        tokens = tokenize([caption]).tokens
+        assert caption_token_length(caption) == int((tokens != 0).sum()) == int((clip.tokenize(caption) != 0).sum())
+        assert count_bpe_tokens("crane (bird)") == 4
+        assert len(built) == 1
+    finally:
+        clip_bpe.cache_clear(), bpe_ids.cache_clear()

@@ -84,12 +84,18 @@ def test_config_file_errors(pets, ckpt, tmp_path):
     (("TRAINER.COOP.PREC", "fp8"), ("PREC must be one of", "'fp8'")),
     (("--trainer", "MaPLe", "TRAINER.MAPLE.PROMPT_DEPTH", "9"), ("MaPLe on backbone", "PROMPT_DEPTH must be between 1 "
                                                                  "and 2", "TRAINER.MAPLE")),
+    (("--trainer", "CLIPAdapter", "TRAINER.CLIP_ADAPTER.REDUCTION", "0"), ("REDUCTION (0) must be a positive divisor",
+                                                                           "TRAINER.CLIP_ADAPTER")),
+    (("INPUT.SIZE", "(48, 48)"), ("INPUT.SIZE (48, 48) does not fit the backbone", "takes 32x32 images")),
+    (("TEST.SPLIT", "vall"), ("TEST.SPLIT must be one of ('val', 'test'), got 'vall'",)),
 ])
 def test_config_values_fail_before_the_dataset_is_built(pets, ckpt, tmp_path, extra, needles):
     args = list(coop(pets, ckpt, tmp_path / "out"))
     if extra[0] == "--trainer":
-        args[args.index("--trainer") + 1], extra = extra[1], extra[2:]
-        args[args.index("--config-file") + 1] = "configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml"
+        trainer, extra = extra[1], extra[2:]
+        args[args.index("--trainer") + 1] = trainer
+        args[args.index("--config-file") + 1] = {"MaPLe": "configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml",
+                                                 "CLIPAdapter": "configs/trainers/CLIPAdapter/vit_b32.yaml"}[trainer]
     proc = run_train(*args, *extra, check=False)
     fails(proc, *needles)
     assert "Reading split" not in proc.stdout  # found before any data was read
@@ -101,6 +107,46 @@ def test_dcar_coupling_name_fails_fast(tmp_path, ckpt):
                      "--output-dir", str(tmp_path / "out"), "MODEL.BACKBONE.NAME", str(ckpt), *TINY_OVERRIDES,
                      "TRAINER.DCAR.PROMPT_DEPTH", "2", "TRAINER.DCAR.COUPLING", "linaer", check=False)
     fails(proc, "TRAINER.DCAR.COUPLING must be one of", "'linaer'")  # the data folder is empty: not reached
+
+
+@pytest.mark.parametrize("key, value, needle", [
+    ("DTR_FLOOR", "3.0", "need 0 < DTR_FLOOR <= DTR_CEIL, got 3.0 and 2.0"),
+    ("DTR_NORM", "meen", "TRAINER.DCAR.DTR_NORM must be mean or none, got 'meen'"),
+    ("NUM_CATEGORY_NEG", "-1", "TRAINER.DCAR.NUM_CATEGORY_NEG must be >= 0, got -1"),
+])
+def test_dcar_component_values_fail_fast(tmp_path, ckpt, key, value, needle):
+    """Values the DCAR components would reject with a ValueError after the dataset is built."""
+    proc = run_train("--root", str(tmp_path), "--trainer", "DCAR", "--dataset-config-file",
+                     "configs/datasets/fdrd_dtd.yaml", "--config-file", "configs/trainers/DCAR/vit_b32.yaml",
+                     "--output-dir", str(tmp_path / "out"), "MODEL.BACKBONE.NAME", str(ckpt), *TINY_OVERRIDES,
+                     "TRAINER.DCAR.PROMPT_DEPTH", "2", f"TRAINER.DCAR.{key}", value, check=False)
+    fails(proc, needle)  # the data folder is empty: not reached
+
+
+@pytest.mark.parametrize("trainer, config, key, value", [
+    ("CoOp", "CoOp/vit_b32", "TRAINER.COOP.N_CTX", "-1"),  # a torch error on a negative shape
+    ("CoOp", "CoOp/vit_b32", "TRAINER.COOP.N_CTX", "0"),   # trained nothing, silently
+    ("MaPLe", "MaPLe/vit_b16_c2_ep5_batch4_2ctx", "TRAINER.MAPLE.N_CTX", "0"),
+    ("VPT", "VPT/vit_b32", "TRAINER.VPT.N_CTX", "0"),
+    ("VLP", "VLP/vit_b32", "TRAINER.VPT.N_CTX", "-1"),  # 0 disables VPT in VLP/DPT; -1 did too, silently
+])
+def test_prompt_lengths_out_of_range(pets, ckpt, tmp_path, trainer, config, key, value):
+    args = list(coop(pets, ckpt, tmp_path / "out", "TRAINER.MAPLE.PROMPT_DEPTH", "2", key, value))
+    args[args.index("--trainer") + 1] = trainer
+    args[args.index("--config-file") + 1] = f"configs/trainers/{config}.yaml"
+    proc = run_train(*args, check=False)
+    fails(proc, f"{key} must be at least {0 if value == '-1' and 'VPT' in key else 1}, got {value}")
+    assert "Reading split" not in proc.stdout
+
+
+@pytest.mark.parametrize("trainer, extra", [("VLP", ()), ("DPT", ("TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT", "2"))])
+def test_vlp_dpt_refuse_a_class_token_position_they_do_not_implement(pets, ckpt, tmp_path, trainer, extra):
+    args = list(coop(pets, ckpt, tmp_path / "out", *extra, "TRAINER.COOP.CLASS_TOKEN_POSITION", "middle"))
+    args[args.index("--trainer") + 1] = trainer
+    args[args.index("--config-file") + 1] = f"configs/trainers/{trainer}/vit_b32.yaml"
+    proc = run_train(*args, check=False)
+    fails(proc, f"{trainer} puts the class name at the end", "TRAINER.COOP.CLASS_TOKEN_POSITION 'middle'")
+    assert "Reading split" not in proc.stdout
 
 
 # ---- split files and images --------------------------------------------------------------------------
@@ -189,7 +235,9 @@ def evaluate(root, ckpt, out, model_dir, *extra, trainer="CoOp", config="CoOp/vi
 
 def test_eval_only_model_dir_and_epoch(pets, ckpt, trained, tmp_path):
     fails(evaluate(pets, ckpt, tmp_path / "a", tmp_path / "nowhere"), f"--model-dir {tmp_path / 'nowhere'} does not exist")
-    fails(evaluate(pets, ckpt, tmp_path / "b", None), "CoOp has learnable parameters; pass --model-dir")
+    proc = evaluate(pets, ckpt, tmp_path / "b", None)
+    fails(proc, "CoOp has learnable parameters; pass --model-dir")
+    assert "Reading split" not in proc.stdout  # found before any data was read
     proc = run_train(*coop(pets, ckpt, tmp_path / "c", "TRAINER.COOP.CSC", "True",
                            flags=("--eval-only", "--model-dir", str(trained), "--load-epoch", "7")), check=False)
     fails(proc, str(trained / "prompt_learner" / "model.pth.tar-7"), "available epochs: [1]")
@@ -244,6 +292,14 @@ def test_resume_marker_naming_a_missing_or_foreign_file(pets, ckpt, trained, tmp
           f"{other} holds a checkpoint of trainer CoOp (epoch 1); this run is VPT")
 
 
+def test_resume_from_a_folder_without_checkpoint_is_refused(pets, ckpt, tmp_path):
+    """--resume names a folder to resume from: finding nothing there is not a fresh start."""
+    (tmp_path / "empty").mkdir()
+    for folder in (tmp_path / "empty", tmp_path / "nowhere"):
+        proc = run_train(*coop(pets, ckpt, tmp_path / "out", flags=("--resume", str(folder))), check=False)
+        fails(proc, f"--resume {folder} holds no checkpoint")
+
+
 def test_mixed_legacy_checkpoint_is_refused(tmp_path):
     """Output folders of older versions (one marker per module) resume only if all modules agree."""
     from trainers.engine.checkpoint import legacy_commit
@@ -264,6 +320,17 @@ def test_backbone_file_that_is_not_a_checkpoint(pets, tmp_path):
     weights = tmp_path / "ViT-B-32.pt"
     weights.write_text("<html>Quota exceeded</html>")
     fails(run_train(*coop(pets, weights, tmp_path / "out"), check=False), str(weights), "is not a PyTorch file")
+
+
+def test_torchscript_backbone_needs_the_opt_in_through_train_py(pets, tiny_clip_jit_path, tmp_path):
+    """OpenAI's original .pt files are TorchScript archives: torch.jit.load runs code stored in them."""
+    def evaluate_with(*extra):
+        return run_train(*coop(pets, tiny_clip_jit_path, tmp_path / "out", *extra, trainer="ZeroshotCLIP",
+                               config="ZeroshotCLIP/vit_b32", flags=("--eval-only",)), check=False)
+
+    fails(evaluate_with(), str(tiny_clip_jit_path), "is a TorchScript archive", "MODEL.ALLOW_UNSAFE_LOAD True")
+    proc = evaluate_with("MODEL.ALLOW_UNSAFE_LOAD", "True")
+    assert proc.returncode == 0 and "with torch.jit.load because MODEL.ALLOW_UNSAFE_LOAD is True" in proc.stdout
 
 
 # ---- the output folder ------------------------------------------------------------------------------
@@ -335,6 +402,29 @@ def test_ctrl_c_is_one_line_and_exit_130(pets, ckpt, tmp_path, monkeypatch):
                                                     "the checkpoint of epoch 1)")
 
 
+def test_sigterm_is_one_line_exit_143_and_the_rerun_resumes(pets, ckpt, tmp_path, monkeypatch):
+    """A cluster's time limit (SLURM sends SIGTERM before SIGKILL) or `kill PID`: a real signal to this process."""
+    import trainers.engine.trainer as engine
+
+    original = engine.CLIPTrainer.forward_backward
+
+    def terminated_in_epoch_2(self, batch):
+        if self.epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, batch)
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(engine.CLIPTrainer, "forward_backward", terminated_in_epoch_2)
+    args = coop(pets, ckpt, tmp_path / "out", "OPTIM.MAX_EPOCH", "2", "TEST.NO_TEST", "True")
+    proc = run_train(*args, check=False)
+    fails(proc, code=143)
+    assert proc.stderr.strip().splitlines()[-1] == ("terminated (SIGTERM) at epoch 2; re-run the same command to "
+                                                    "resume (from the checkpoint of epoch 1)")
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is the run's only
+    monkeypatch.setattr(engine.CLIPTrainer, "forward_backward", original)
+    assert "Resumed prompt_learner from epoch 1" in run_train(*args).stdout  # the lock was released
+
+
 def test_download_split_offline_one_message_no_folder_left(tmp_path, monkeypatch, capsys):
     import gdown
     import requests
@@ -358,6 +448,10 @@ def test_zero_epochs_and_more_shots_than_images_say_what_happens(pets, ckpt, tmp
     proc = run_train(*coop(pets, ckpt, tmp_path / "a", "OPTIM.MAX_EPOCH", "0"))
     assert "OPTIM.MAX_EPOCH is 0: nothing is trained" in proc.stdout
     assert not (tmp_path / "a" / "last_checkpoint.json").exists()
-    proc = run_train(*coop(pets, ckpt, tmp_path / "b", "DATASET.NUM_SHOTS", "100", "TEST.NO_TEST", "True"))
+    record = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert record["epochs"] == 0 and record["max_epoch"] == 0  # was "epoch": 1 for an untrained model
+    proc = run_train(*coop(pets, ckpt, tmp_path / "b", "DATASET.NUM_SHOTS", "100"))
     assert "DATASET.NUM_SHOTS is 100, but 3 of 3 classes have fewer training images" in proc.stdout
     assert "4 to 4 per class, 12 in all" in proc.stdout
+    record = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert record["num_shots"] == 100 and record["shots_per_class"] == {"min": 4, "max": 4}

@@ -13,7 +13,7 @@ from conftest import ROOT
 PACKAGES = ("trainers", "datasets", "tools")
 #: floor of a module, by the first rule its dotted name matches (a prefix ending in "." matches a package)
 FLOORS: tuple[tuple[str, int], ...] = (
-    ("trainers.errors", 0), ("trainers.atomic_io", 0), ("trainers.serialization", 0),   # the bottom floor
+    ("trainers.errors", 0), ("trainers.atomic_io", 0), ("trainers.serialization", 0), ("trainers.bpe", 0),
     ("trainers.backbone.", 1), ("trainers.losses", 1), ("trainers.retrieval_metrics", 1),
     ("trainers.adapters", 1), ("trainers.dcar_components.", 1),                       # shared pieces, no Dassl
     ("trainers.engine.", 2),                                                          # the Dassl trainer base
@@ -22,7 +22,7 @@ FLOORS: tuple[tuple[str, int], ...] = (
     ("tools.", 5), ("tools", 5),
 )
 #: datasets stand beside the trainers, not above them: they use only the bottom floor of trainers/
-DATASETS_MAY_IMPORT = ("trainers.errors", "trainers.atomic_io", "trainers.serialization")
+DATASETS_MAY_IMPORT = ("trainers.errors", "trainers.atomic_io", "trainers.serialization", "trainers.bpe")
 
 
 def floor(module: str) -> int:

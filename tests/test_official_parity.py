@@ -254,8 +254,8 @@ def official_dpt(clip_model, classnames, images, text_ctx, vpt_ctx, cavpt, num_s
 
     x, blocks = official_stem(clip_model, images), clip_model.visual.transformer.resblocks
     bottom = vpt_ctx.shape[0]
-    for i in range(bottom):  # Transformer_VPTD.forward, VPT part
-        x = blocks[i](torch.cat([x, vpt_ctx[i].unsqueeze(1).expand(-1, x.shape[1], -1)], dim=0))[:-vpt_ctx.shape[1]]
+    for i in range(bottom):  # Transformer_VPTD.forward, VPT part; [:L] for its [:-n], which empties x when n = 0
+        x = blocks[i](torch.cat([x, vpt_ctx[i].unsqueeze(1).expand(-1, x.shape[1], -1)], dim=0))[:x.shape[0]]
     selected_text, layer_logits = text[indices], []
     for i, p in enumerate(cavpt):  # CAVPT.forward + Attention.forward
         class_token = x.detach()
@@ -349,6 +349,29 @@ def test_dpt_logits_match_official(clip12, images, bottom):
         torch.testing.assert_close(model(images), expected, rtol=1e-5, atol=1e-4)
     assert torch.equal(out.selection, indices)
     torch.testing.assert_close(out.aux_logits, torch.cat(layer_logits).permute(2, 0, 1, 3), rtol=1e-5, atol=1e-5)
+
+
+def test_vpt_length_zero_disables_vpt_in_vlp_and_dpt(clip12, images):
+    """README, fixed relative to the official code: officially ``x[:-0]`` empties the token sequence; here
+    TRAINER.VPT.N_CTX 0 means no visual prompts (VLP = CoOp on the plain image encoder; DPT keeps its CAVPT)."""
+    from trainers.dpt import ClassAwareCLIP
+    from trainers.vlp import DualModalityCLIP
+
+    torch.manual_seed(0)
+    vlp = DualModalityCLIP(clip12, TRICKY_CLASSES, TEMPLATE, n_ctx=4, ctx_init="", vpt_length=0,
+                           vpt_blocks=list(range(12)))
+    dpt = ClassAwareCLIP(clip12, TRICKY_CLASSES, TEMPLATE, n_ctx=4, ctx_init="", vpt_length=0, bottom_limit=6,
+                         num_selected=3)
+    perturb(dpt)
+    assert vlp.vpt is None and dpt.vpt is None
+    with torch.no_grad():
+        prompts, tokenized = coop_prompt_embeddings(clip12, TRICKY_CLASSES, vlp.learnable.ctx, "end")
+        expected = cosine_logits(clip12, clip12.encode_image(images), official_text_encoder(clip12, prompts, tokenized))
+        torch.testing.assert_close(vlp(images), expected, rtol=1e-5, atol=1e-4)
+        # blocks 1..5 run unprompted, the CAVPT from block 6 on
+        official, *_ = official_dpt(clip12, TRICKY_CLASSES, images, dpt.learnable.ctx, torch.empty(5, 0, 64),
+                                    official_cavpt_tensors(dpt), num_selected=3)
+        torch.testing.assert_close(dpt(images), official, rtol=1e-5, atol=1e-4)
 
 
 # ---- the trainers' losses (VLP, DPT), through a built trainer ------------------------------------------------------

@@ -25,8 +25,9 @@ class ResidualAdapter(nn.Module):
 
     def __init__(self, dim: int, reduction: int = 4, ratio: float = 0.2) -> None:
         super().__init__()
-        if dim % reduction != 0:
-            raise ConfigError(f"The adapter's REDUCTION ({reduction}) must divide the feature dimension ({dim})")
+        if reduction < 1 or dim % reduction != 0:
+            raise ConfigError(f"The adapter's REDUCTION ({reduction}) must be a positive divisor of the feature "
+                              f"dimension ({dim})")
         if not 0.0 <= ratio <= 1.0:
             raise ConfigError(f"The adapter's RATIO must be in [0, 1], got {ratio}")
         self.ratio = ratio

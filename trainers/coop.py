@@ -11,8 +11,9 @@ from dassl.engine import TRAINER_REGISTRY
 from torch import nn
 
 from .backbone.prompted_clip import PromptedCLIP
-from .backbone.text_encoder import count_bpe_tokens, tokenize
-from .engine.config import set_defaults
+from .backbone.text_encoder import tokenize
+from .bpe import count_bpe_tokens
+from .engine.config import check_at_least, set_defaults
 from .errors import ConfigError
 from .engine.official_checkpoints import ConvertedCheckpoint, OfficialLayout, as_fp32, take
 from .engine.trainer import CLIPTrainer
@@ -127,4 +128,6 @@ class CoOp(CLIPTrainer):
         if self.is_retrieval and (c.CSC or c.CLASS_TOKEN_POSITION != "end"):
             raise ConfigError("CoOp on a caption dataset uses one shared context before each caption: set "
                              "TRAINER.COOP.CSC False and TRAINER.COOP.CLASS_TOKEN_POSITION end.")
+        if not c.CTX_INIT:  # with CTX_INIT the context has one vector per token of the phrase
+            check_at_least(self.cfg, "TRAINER.COOP.N_CTX", 1, "the number of learned context vectors")
         return CoOpCLIP(clip_model, classnames, c.N_CTX, c.CTX_INIT, c.CSC, c.CLASS_TOKEN_POSITION)

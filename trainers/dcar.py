@@ -33,7 +33,7 @@ from .dcar_components import (CategoryAwareAdapter, CategoryAwareNegatives, Dyna
                               blank_image_features, boilerplate_token_ids, siblings_from_meta,
                               siblings_from_text_features)
 from .atomic_io import atomic_write_text
-from .engine.config import set_defaults
+from .engine.config import check_at_least, set_defaults
 from .errors import ConfigError
 from .engine.trainer import CLIPTrainer
 from .losses import category_weighted_contrastive, symmetric_info_nce
@@ -145,12 +145,22 @@ class DCAR(CLIPTrainer):
     TRAINER_STATE = ("negatives._rng",)  # the negative sampler's own generator: part of every checkpoint
 
     def check_cfg(self, cfg) -> None:
-        super().check_cfg(cfg)
-        c = cfg.TRAINER.DCAR
+        c = cfg.TRAINER.DCAR  # checked before the base builds the model with these values
         if c.CATE_ENCODER not in CATE_ENCODERS:
             raise ConfigError(f"TRAINER.DCAR.CATE_ENCODER must be one of {CATE_ENCODERS}, got {c.CATE_ENCODER!r}")
         if c.CATE_WEIGHTING not in ("negatives", "figure"):
             raise ConfigError(f"TRAINER.DCAR.CATE_WEIGHTING must be negatives or figure, got {c.CATE_WEIGHTING!r}")
+        # the components' own checks (ValueError) would come after the dataset is built, as a traceback
+        if c.DTR_NORM not in ("mean", "none"):
+            raise ConfigError(f"TRAINER.DCAR.DTR_NORM must be mean or none, got {c.DTR_NORM!r}")
+        if not 0.0 < c.DTR_FLOOR <= c.DTR_CEIL:
+            raise ConfigError(f"TRAINER.DCAR.DTR_FLOOR and DTR_CEIL need 0 < DTR_FLOOR <= DTR_CEIL, got "
+                              f"{c.DTR_FLOOR} and {c.DTR_CEIL}")
+        check_at_least(cfg, "TRAINER.DCAR.N_CTX", 1, "prompt tokens per layer and modality")
+        for key in ("NUM_CATEGORY_NEG", "NUM_ATTRIBUTE_NEG", "NEIGHBOURS", "LAMBDA", "TEMPERATURE"):
+            if c[key] < 0:
+                raise ConfigError(f"TRAINER.DCAR.{key} must be >= 0, got {c[key]}")
+        super().check_cfg(cfg)
 
     @property
     def uses_caa_head(self) -> bool:

@@ -31,7 +31,7 @@ from .engine.templates import template_for
 from .errors import ConfigError
 from .engine.official_checkpoints import ConvertedCheckpoint, OfficialLayout, as_fp32, take
 from .losses import class_aware_loss
-from .vlp import VLP, DualModalityCLIP, ImageOutput, official_shared_text_context
+from .vlp import VLP, DualModalityCLIP, ImageOutput, check_prompt_settings, official_shared_text_context
 from .vpt import OFFICIAL_VPT_FOLDER, official_vpt_tokens
 
 
@@ -186,8 +186,7 @@ class DPT(VLP):
         cfg = self.cfg
         if not hasattr(clip_model.visual, "transformer"):
             raise ConfigError("DPT needs a ViT backbone (e.g. ViT-B/32).")
-        if cfg.TRAINER.COOP.CSC:
-            raise ConfigError("DPT uses one shared text context: set TRAINER.COOP.CSC False.")
+        check_prompt_settings(cfg)
         c = self.method_cfg
         return ClassAwareCLIP(clip_model, classnames, template_for(cfg.DATASET.NAME), cfg.TRAINER.COOP.N_CTX,
                               cfg.TRAINER.COOP.CTX_INIT, cfg.TRAINER.VPT.N_CTX,

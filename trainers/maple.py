@@ -25,7 +25,7 @@ from torch import nn
 from .backbone.prompted_clip import PromptedCLIP
 from .backbone.text_encoder import tokenize
 from .backbone.vision_encoder import expand_prompts
-from .engine.config import set_defaults
+from .engine.config import check_at_least, set_defaults
 from .errors import ConfigError
 from .engine.official_checkpoints import ConvertedCheckpoint, OfficialLayout, as_fp32, take
 from .engine.trainer import CLIPTrainer
@@ -136,4 +136,5 @@ class MaPLe(CLIPTrainer):
 
     def build_prompted_clip(self, clip_model, classnames):
         c = self.method_cfg
+        check_at_least(self.cfg, "TRAINER.MAPLE.N_CTX", 1, "prompt tokens per layer and modality")
         return CoupledPromptCLIP(clip_model, classnames, c.N_CTX, c.CTX_INIT, c.PROMPT_DEPTH)

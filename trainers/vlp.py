@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY
 
 from .coop import CoOpCLIP, official_text_context
-from .engine.config import set_defaults
+from .engine.config import check_at_least, set_defaults
 from .engine.templates import template_for
 from .errors import ConfigError
 from .engine.official_checkpoints import CheckpointError, ConvertedCheckpoint, OfficialLayout, as_fp32
@@ -90,6 +90,20 @@ def from_official_vlp(states) -> ConvertedCheckpoint:
         [f"trained on {num_classes} classes; VPT prompts for all {prompts.shape[0]} blocks"])
 
 
+def check_prompt_settings(cfg) -> None:
+    """The prompt settings VLP and DPT read: the official recipe's text prompt only (one shared context, the class
+    name at the end; the other CoOp choices are refused rather than ignored), and prompt lengths in range."""
+    name = cfg.TRAINER.NAME
+    if cfg.TRAINER.COOP.CSC:
+        raise ConfigError(f"{name} uses one shared text context: set TRAINER.COOP.CSC False.")
+    if not cfg.TRAINER.COOP.CTX_INIT:
+        check_at_least(cfg, "TRAINER.COOP.N_CTX", 1, "the number of learned text context vectors")
+    check_at_least(cfg, "TRAINER.VPT.N_CTX", 0, "visual prompt tokens per block; 0 disables VPT")
+    if cfg.TRAINER.COOP.CLASS_TOKEN_POSITION != "end":
+        raise ConfigError(f"{name} puts the class name at the end of the prompt: TRAINER.COOP.CLASS_TOKEN_POSITION "
+                          f"{cfg.TRAINER.COOP.CLASS_TOKEN_POSITION!r} is not implemented here; set it to end.")
+
+
 @TRAINER_REGISTRY.register()
 class VLP(CLIPTrainer):
     CONFIG_NODE = "VLP"
@@ -99,8 +113,7 @@ class VLP(CLIPTrainer):
 
     def build_prompted_clip(self, clip_model, classnames):
         cfg = self.cfg
-        if cfg.TRAINER.COOP.CSC:
-            raise ConfigError(f"{cfg.TRAINER.NAME} uses one shared text context: set TRAINER.COOP.CSC False.")
+        check_prompt_settings(cfg)
         blocks = prompted_blocks(len(clip_model.visual.transformer.resblocks), cfg.TRAINER.VPT.DEPTH) \
             if hasattr(clip_model.visual, "transformer") else []
         return DualModalityCLIP(clip_model, classnames, template_for(cfg.DATASET.NAME), cfg.TRAINER.COOP.N_CTX,

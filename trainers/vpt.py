@@ -12,7 +12,7 @@ from torch import nn
 
 from .backbone.prompted_clip import PromptedCLIP
 from .backbone.vision_encoder import expand_prompts
-from .engine.config import set_defaults
+from .engine.config import check_at_least, set_defaults
 from .engine.templates import template_for
 from .errors import ConfigError
 from .engine.official_checkpoints import ConvertedCheckpoint, OfficialLayout, as_fp32, take
@@ -86,6 +86,7 @@ class VPT(CLIPTrainer):
 
     def build_prompted_clip(self, clip_model, classnames):
         c = self.method_cfg
+        check_at_least(self.cfg, "TRAINER.VPT.N_CTX", 1, "prompt tokens per block: VPT learns nothing else")
         return VPTCLIP(clip_model, classnames, template_for(self.cfg.DATASET.NAME), c.N_CTX, c.DEPTH)
 
     def optimized_modules(self):

@@ -45,13 +45,13 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from tools.demo.files import json_bytes, read_json, sha256_of
 from trainers.atomic_io import atomic_write_bytes
+from trainers.bpe import clip_bpe
 from tools.demo.drawing import PATTERN_NAMES, render
 from tools.demo.scenes import (
     COLOURS,
@@ -64,9 +64,6 @@ from tools.demo.scenes import (
     plural_of,
     sample_scene,
 )
-
-if TYPE_CHECKING:
-    from clip.simple_tokenizer import SimpleTokenizer
 
 DOMAIN_KEY = "synthetic"
 DATASET_DIR = "synthetic_fine"
@@ -172,17 +169,9 @@ class DomainSummary:
 
 
 @functools.lru_cache(maxsize=1)
-def _tokenizer() -> SimpleTokenizer:
-    """CLIP's BPE tokenizer, built once (it reads a 1.3 MB vocabulary file)."""
-    from clip.simple_tokenizer import SimpleTokenizer
-
-    return SimpleTokenizer()
-
-
-@functools.lru_cache(maxsize=1)
 def _pretraining_tokens() -> frozenset[int]:
     """BPE ids of every word pretraining captions can use: an invented name must share none of them."""
-    return frozenset(token for word in caption_vocabulary() for token in _tokenizer().encode(word))
+    return frozenset(token for word in caption_vocabulary() for token in clip_bpe().encode(word))
 
 
 def _syllable(rng: np.random.Generator, open_ending: bool) -> str:
@@ -210,7 +199,7 @@ def invent_names(count: int, rng: np.random.Generator) -> list[str]:
             continue
         if any(plural_of(other) == name or plural_of(name) == other for other in names):
             continue
-        if forbidden_tokens.intersection(_tokenizer().encode(name)):
+        if forbidden_tokens.intersection(clip_bpe().encode(name)):
             continue
         names.append(name)
     return names

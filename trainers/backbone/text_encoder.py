@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 from torch import nn
 
+from ..bpe import bpe_ids
 from ..errors import ConfigError
 from .blocks import run_block
 
@@ -21,24 +21,6 @@ logger = logging.getLogger(__name__)
 
 SOT_TOKEN = 49406
 EOT_TOKEN = 49407
-
-
-@lru_cache(maxsize=1)
-def _bpe():
-    from clip.simple_tokenizer import SimpleTokenizer
-
-    return SimpleTokenizer()
-
-
-@lru_cache(maxsize=200_000)
-def _bpe_ids(text: str) -> tuple[int, ...]:
-    """BPE ids of one text; memoised because captions and generated negatives recur every epoch."""
-    return tuple(_bpe().encode(text))
-
-
-def count_bpe_tokens(text: str) -> int:
-    """How many BPE tokens ``text`` becomes on its own (CoOp's ``name_lens``)."""
-    return len(_bpe_ids(text))
 
 
 @dataclass
@@ -57,7 +39,7 @@ def tokenize(texts: list[str], context_length: int = 77, reserved: int = 0) -> T
     tokens = torch.zeros(len(texts), width, dtype=torch.long)
     truncated = 0
     for row, text in enumerate(texts):
-        ids = _bpe_ids(text)
+        ids = bpe_ids(text)
         if len(ids) > width - 2:
             ids = ids[: width - 2]
             truncated += 1

@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 from yacs.config import CfgNode as CN
 
+from ..errors import ConfigError
+
 
 def set_defaults(cfg: CN, path: str, defaults: dict[str, Any]) -> CN:
     """Create ``cfg.<path>`` if missing and fill in the keys it lacks (idempotent; shared nodes such
@@ -26,9 +28,20 @@ def set_defaults(cfg: CN, path: str, defaults: dict[str, Any]) -> CN:
     return node
 
 
+def check_at_least(cfg: CN, key: str, minimum: int, why: str) -> None:
+    """``cfg.<key> >= minimum``, else one message naming the key (prompt lengths: a negative one would fail
+    in torch with a traceback, a zero one would train nothing without saying so)."""
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    if value < minimum:
+        raise ConfigError(f"{key} must be at least {minimum}, got {value} ({why})")
+
+
 def add_common_config(cfg: CN) -> None:
     # How the run was asked for (filled in by train.py; results.json records it next to the metrics).
-    set_defaults(cfg, "RUN", {"CONFIG_FILE": "", "DATASET_CONFIG_FILE": "", "OVERRIDES": []})
+    set_defaults(cfg, "RUN", {"CONFIG_FILE": "", "DATASET_CONFIG_FILE": "", "OVERRIDES": [],
+                              "EVAL_ONLY": False, "MODEL_DIR": ""})  # --eval-only, --model-dir: for check_cfg
     set_defaults(cfg, "MODEL", {
         "CLIP_CACHE_DIR": "",
         # TorchScript archives (OpenAI's original .pt) and checkpoints holding pickled Python objects can

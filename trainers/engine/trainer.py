@@ -49,6 +49,7 @@ from .schedulers import build_lr_scheduler
 
 RESULTS_FILE = "results.json"
 FINAL_MODELS = ("last_step", "best_val")
+TEST_SPLITS = ("val", "test")
 
 
 def check_loop_cfg(cfg) -> None:
@@ -65,6 +66,8 @@ def check_loop_cfg(cfg) -> None:
             raise ConfigError(f"{key} must be an integer >= 0, got {value!r}.")
     if cfg.TEST.FINAL_MODEL not in FINAL_MODELS:
         raise ConfigError(f"TEST.FINAL_MODEL must be one of {FINAL_MODELS}, got {cfg.TEST.FINAL_MODEL!r}.")
+    if cfg.TEST.SPLIT not in TEST_SPLITS:  # Dassl evaluates any other value on the test split
+        raise ConfigError(f"TEST.SPLIT must be one of {TEST_SPLITS}, got {cfg.TEST.SPLIT!r}.")
 
 
 def check_optim_cfg(optim_cfg) -> None:
@@ -162,12 +165,21 @@ class CLIPTrainer(TrainerX):
         self._check_task(cfg.DATASET.NAME)
         self._clip_model = load_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.CLIP_CACHE_DIR or None,
                                      bool(cfg.MODEL.ALLOW_UNSAFE_LOAD))
+        resolution = getattr(self._clip_model.visual, "input_resolution", None)
+        if resolution is not None and tuple(cfg.INPUT.SIZE) != (resolution, resolution):
+            # the positional embeddings are made for this size: another one fails in the first forward pass
+            raise ConfigError(f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not fit the backbone "
+                              f"{cfg.MODEL.BACKBONE.NAME}, which takes {resolution}x{resolution} images: set "
+                              f"INPUT.SIZE \"({resolution}, {resolution})\".")
         try:
             with torch.random.fork_rng(devices=[]):
-                self.build_prompted_clip(self._clip_model, list(self.PLACEHOLDER_CLASSNAMES))
+                model = self.build_prompted_clip(self._clip_model, list(self.PLACEHOLDER_CLASSNAMES))
         except ConfigError as err:
             raise ConfigError(f"{type(self).__name__} on backbone {cfg.MODEL.BACKBONE.NAME}: {err} (the method's keys "
                               f"are under TRAINER.{self.CONFIG_NODE})") from None
+        if cfg.RUN.EVAL_ONLY and not cfg.RUN.MODEL_DIR and any(p.requires_grad for p in model.parameters()):
+            raise ConfigError(f"--eval-only: {type(self).__name__} has learnable parameters; pass --model-dir (the "
+                              "--output-dir of its training run) and --load-epoch.")
 
     @classmethod
     def precision_setting(cls, cfg) -> tuple[str, str]:
@@ -545,6 +557,10 @@ class CLIPTrainer(TrainerX):
             return 0
         commit = read_commit(Path(directory)) or legacy_commit(Path(directory), names)
         if commit is None:
+            if self.cfg.RESUME and Path(directory) == Path(self.cfg.RESUME):  # asked for, not found: not a fresh start
+                raise CheckpointError(f"--resume {directory} holds no checkpoint ({COMMIT_FILE} of a run of "
+                                      f"{type(self).__name__}); pass the --output-dir of that run, or drop --resume "
+                                      "(a re-run into the same --output-dir resumes by itself).")
             print("No checkpoint found, train from scratch")
             return 0
         self._check_commit(commit, names)

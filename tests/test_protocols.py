@@ -1,4 +1,5 @@
-"""The field's evaluation protocols: base-to-new (CoCoOp), for classification and over an FDRD domain's classes.
+"""The field's evaluation protocols: base-to-new (CoCoOp), cross-dataset (ImageNet -> 10 datasets), domain
+generalisation, and the same on FDRD retrieval (base-to-new over a domain's classes, cross-domain transfer).
 
 Tables are checked on hand-written results.json trees against numbers computed here; the scripts' command lines
 through a fake ``$PYTHON`` (test_scripts.py's), and one chain per task for real: the train.py calls a script
@@ -6,7 +7,6 @@ makes are replayed in this process, so a model trained on the base classes is ev
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 from pathlib import Path
@@ -120,6 +120,41 @@ def test_base2new_refuses_halves_tested_from_different_training_runs(tmp_path, c
     assert "both halves must test the same trained runs" in capsys.readouterr().err
 
 
+def transfer_tree(root: Path) -> Path:
+    """CoOp trained on ImageNet (2 seeds) evaluated on Caltech101, DTD and ImageNetV2; zero-shot CLIP everywhere;
+    a CoOp few-shot run on DTD (trained there, not a transfer) that must stay out."""
+    for seed, (source, caltech, dtd, v2) in enumerate([(70.0, 90.0, 40.0, 60.0), (72.0, 92.0, 44.0, 62.0)], 1):
+        common = dict(task="classification", trainer="CoOp", num_shots=16, seed=seed, epochs=5,
+                      subsample_classes="all")
+        trained = f"output/imagenet/CoOp/vit_b16_16shots/seed{seed}"
+        result(root / "imagenet/CoOp/vit_b16_16shots" / f"seed{seed}", **common, dataset="ImageNet", accuracy=source)
+        for target, name, value in (("caltech101", "Caltech101", caltech), ("dtd", "DescribableTextures", dtd),
+                                    ("imagenetv2", "ImageNetV2", v2)):
+            result(root / "evaluation/CoOp/vit_b16_16shots" / target / f"seed{seed}", **common, dataset=name,
+                   weights_from=trained, accuracy=value)
+        result(root / "dtd/CoOp/vit_b16_16shots" / f"seed{seed}", **common, dataset="DescribableTextures",
+               accuracy=99.0)
+    for target, name, value in (("imagenet", "ImageNet", 66.0), ("caltech101", "Caltech101", 93.0),
+                                ("dtd", "DescribableTextures", 45.0), ("imagenetv2", "ImageNetV2", 60.0)):
+        result(root / target / "ZeroshotCLIP/vit_b16_0shots/seed1", task="classification", trainer="ZeroshotCLIP",
+               dataset=name, num_shots=0, seed=1, epochs=0, subsample_classes="all", accuracy=value)
+    return root
+
+
+def test_cross_dataset_table_source_row_targets_and_target_average(tmp_path):
+    root = transfer_tree(tmp_path / "output")
+    out = tmp_path / "cross.csv"
+    assert paper_tables.main(["crossdataset", str(root), "--format", "csv", "--out", str(out)]) == 0
+    rows = [line.split(",") for line in out.read_text().splitlines()]
+    assert rows[0] == ["Dataset", "from ImageNet CLIP", "from ImageNet CoOp"]
+    assert rows[1:] == [["ImageNet", "66.00", "71.00"], ["Caltech101", "93.00", "91.00"], ["DTD", "45.00", "42.00"],
+                        ["Average", f"{(93 + 45) / 2:.2f}", f"{(91 + 42) / 2:.2f}"]]  # targets only; not DTD's 99
+    out = tmp_path / "dg.md"
+    assert paper_tables.main(["dg", str(root), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| ImageNetV2 | 60.00" in text and "Caltech101" not in text.split("- ")[0]
+
+
 # ------------------------------------------------------------------------------------ scripts (fake python)
 
 TRAINERS = {"coop": "CoOp", "dcar": "DCAR"}
@@ -142,8 +177,9 @@ def test_base2new_trains_on_base_then_tests_base_and_new_from_the_trained_model(
         (half, seed) for half in ("base", "new") for seed in seeds]
     for call in tests:
         half, seed = option(call, "DATASET.SUBSAMPLE_CLASSES"), option(call, "--seed")
-        assert option(call, "--output-dir") == f"output/base2new/test_{half}/{dataset}/{trainer}/{cfg}_16shots/seed{seed}"
-        assert option(call, "--model-dir") == f"output/base2new/train_base/{dataset}/{trainer}/{cfg}_16shots/seed{seed}"
+        run = f"{dataset}/{trainer}/{cfg}_16shots/seed{seed}"
+        assert option(call, "--output-dir") == f"output/base2new/test_{half}/{run}"
+        assert option(call, "--model-dir") == f"output/base2new/train_base/{run}"
         assert "--eval-only" in call and option(call, "--load-epoch") == "3" and call[-2:] == ["OPTIM.MAX_EPOCH", "3"]
 
 
@@ -151,13 +187,42 @@ def test_zero_shot_base2new_evaluates_both_halves_untrained(work):  # noqa: F811
     proc, calls = run_script(work, "zsclip/base2new.sh", "oxford_pets")
     assert proc.returncode == 0, proc.stderr
     assert [(option(c, "DATASET.SUBSAMPLE_CLASSES"), option(c, "--output-dir")) for c in calls] == [
-        (half, f"output/base2new/test_{half}/oxford_pets/ZeroshotCLIP/vit_b16_0shots/seed1") for half in ("base", "new")]
+        (half, f"output/base2new/test_{half}/oxford_pets/ZeroshotCLIP/vit_b16_0shots/seed1")
+        for half in ("base", "new")]
     assert all("--eval-only" in c and "--model-dir" not in c and option(c, "DATASET.NUM_SHOTS") == "0" for c in calls)
 
 
 def test_base2new_refuses_a_subsample_override(work):  # noqa: F811
     proc, calls = run_script(work, "coop/base2new.sh", "oxford_pets", "DATASET.SUBSAMPLE_CLASSES", "all")
     assert proc.returncode == 2 and "sets DATASET.SUBSAMPLE_CLASSES itself" in proc.stderr and not calls
+
+
+def test_cross_dataset_trains_on_imagenet_and_evaluates_ten_datasets(work):  # noqa: F811
+    proc, (train, *evaluations) = run_script(work, "transfer/cross_dataset.sh", "CoOp", "OPTIM.MAX_EPOCH", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert option(train, "--output-dir") == "output/imagenet/CoOp/vit_b16_16shots/seed1"
+    assert "--eval-only" not in train and option(train, "DATASET.NUM_SHOTS") == "16"
+    targets = [Path(option(c, "--dataset-config-file")).stem for c in evaluations]
+    assert targets == ["caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101", "fgvc_aircraft",
+                       "sun397", "dtd", "eurosat", "ucf101"]
+    for call, target in zip(evaluations, targets):
+        assert option(call, "--output-dir") == f"output/evaluation/CoOp/vit_b16_16shots/{target}/seed1"
+        assert option(call, "--model-dir") == "output/imagenet/CoOp/vit_b16_16shots/seed1"
+        assert "--eval-only" in call and option(call, "--load-epoch") == "2"
+
+
+def test_cross_domain_trains_on_the_source_and_evaluates_the_other_domains(work):  # noqa: F811
+    proc, (train, *evaluations) = run_script(work, "transfer/cross_domain.sh", "DCAR", "fdrd_dtd",
+                                             "OPTIM.MAX_EPOCH", "2", FDRD_DOMAINS="fdrd_pets fdrd_dtd fdrd_ucf101")
+    assert proc.returncode == 0, proc.stderr
+    assert option(train, "--output-dir") == "output/fdrd_dtd/DCAR/vit_b32_16shots/seed1"
+    assert [option(c, "--output-dir") for c in evaluations] == [
+        f"output/cross_domain/fdrd_dtd/{target}/DCAR/vit_b32_16shots/seed1" for target in ("fdrd_pets", "fdrd_ucf101")]
+    for call in evaluations:
+        assert option(call, "--model-dir") == "output/fdrd_dtd/DCAR/vit_b32_16shots/seed1"
+        assert "--eval-only" in call and option(call, "--load-epoch") == "2"
+    proc, calls = run_script(work, "transfer/cross_domain.sh", "DCAR", "fdrd_dtd", FDRD_DOMAINS="fdrd_dtd")
+    assert proc.returncode == 2 and "nothing to transfer to" in proc.stderr and not calls
 
 
 # ---------------------------------------------------------------------------------- real runs (replayed)
@@ -177,7 +242,8 @@ def tiny(ckpt: Path, *extra: str) -> list[str]:
 
 @pytest.mark.dassl
 @pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed")
-def test_coop_trained_on_base_classes_is_evaluated_on_the_new_class_names(work, tiny_clip_state_dict_path):  # noqa: F811
+def test_coop_trained_on_base_classes_is_evaluated_on_the_new_class_names(
+        work, tiny_clip_state_dict_path):  # noqa: F811
     classes = ["abyssinian", "beagle", "sphynx", "bengal", "boxer"]  # base: the first 3 labels, new: the last 2
     make_split_dataset(work / "data", "oxford_pets", "images", "split_zhou_OxfordPets.json", classes, counts=(2, 1, 2))
     proc, calls = run_script(work, "coop/base2new.sh", "oxford_pets", *tiny(tiny_clip_state_dict_path,
@@ -247,3 +313,26 @@ def test_dcar_base2new_on_fdrd_negatives_from_base_classes_only(work, tiny_clip_
                               "--out", str(out)]) == 0
     b, n = results["base"]["mean_recall"], results["new"]["mean_recall"]
     assert out.read_text().splitlines()[1] == f"DTD,{b:.2f},{n:.2f},{harmonic_mean(b, n):.2f}"
+
+
+@pytest.mark.dassl
+@pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed")
+def test_dcar_trained_on_one_domain_is_evaluated_on_another_and_tabled(work, tiny_clip_state_dict_path):  # noqa: F811
+    for domain, classes in (("dtd", 3), ("ucf101", 2)):
+        make_fake_fdrd(work / "data", domain=domain, classes=classes, train_per_class=2, test_per_class=2)
+    proc, calls = run_script(work, "transfer/cross_domain.sh", "DCAR", "fdrd_dtd",
+                             *tiny(tiny_clip_state_dict_path, "TRAINER.DCAR.PROMPT_DEPTH", "2"),
+                             DATA=str(work / "data"), FDRD_DOMAINS="fdrd_dtd fdrd_ucf101")
+    assert proc.returncode == 0, proc.stderr
+    replay(calls, work)
+    group = "DCAR/vit_b32@tiny_clip_state_dict_16shots/seed1"
+    source = json.loads((work / "output/fdrd_dtd" / group / "results.json").read_text())
+    target = json.loads((work / "output/cross_domain/fdrd_dtd/fdrd_ucf101" / group / "results.json").read_text())
+    assert target["domain"] == "ucf101" and Path(target["weights_from"]) == work / "output/fdrd_dtd" / group
+    assert target["num_images"] == 4 and target["epochs"] == 1  # UCF's 2 classes x 2 test pairs, DTD's weights
+    out = work / "cross.csv"
+    assert paper_tables.main(["crossdataset", str(work / "output"), "--task", "retrieval", "--format", "csv",
+                              "--out", str(out)]) == 0
+    assert out.read_text().splitlines() == [
+        "Dataset,from DTD DCAR", f"DTD,{source['mean_recall']:.2f}", f"UCF101,{target['mean_recall']:.2f}",
+        f"Average,{target['mean_recall']:.2f}"]

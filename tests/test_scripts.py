@@ -64,6 +64,9 @@ SCRIPTS = {
     "dpt/base2new.sh": (["oxford_pets"], {}, ("base2new/train_base/oxford_pets", "DPT", "vit_b32_16shots")),
     "dcar/base2new.sh": (["fdrd_dtd"], {}, ("base2new/train_base/fdrd_dtd", "DCAR", "vit_b32_16shots")),
     "zsclip/base2new.sh": (["oxford_pets"], {}, ("base2new/test_base/oxford_pets", "ZeroshotCLIP", "vit_b16_0shots")),
+    "transfer/cross_dataset.sh": (["CoOp"], {"TARGETS": "dtd"}, ("imagenet", "CoOp", "vit_b16_16shots")),
+    "transfer/cross_domain.sh": (["DCAR", "fdrd_dtd"], {"FDRD_DOMAINS": "fdrd_dtd fdrd_ucf101"},
+                                 ("fdrd_dtd", "DCAR", "vit_b32_16shots")),
 }
 #: scripts whose runs add their own keys after the user's: an ablation row is the recipe with the user's overrides,
 #: then the row's change (its TRAINER.DCAR keys must win, or the row would not be that row)

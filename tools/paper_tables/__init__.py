@@ -11,7 +11,7 @@ Modules, each on the ones above it:
              beside runs of that setting only
   render     the Markdown, CSV and LaTeX renderers
   kind       what a table kind gives the command line: its options and a builder
-  dcar, dpt, ablation, base2new  the table kinds
+  dcar, dpt, ablation, base2new, transfer (crossdataset, dg)  the table kinds
   cli        the command line: the shared options and one subcommand per kind
 
 Adding a table kind: a module like dpt.py ending in ``KIND = TableKind(name, help, add_arguments, build)``,
@@ -25,9 +25,10 @@ from .model import Cell, Column, PaperTable, Row
 from .published import PaperSetting, PublishedTable, SettingMismatchError, load_published_table
 from .render import render_csv, render_latex, render_markdown
 from .selection import AmbiguousResultsError, Selection
+from .transfer import build_transfer_table
 
 __all__ = [
     "AmbiguousResultsError", "Cell", "Column", "PaperSetting", "PaperTable", "PublishedTable", "Row", "Selection",
-    "SettingMismatchError", "build_base2new_table", "build_dcar_table", "build_dpt_table",
+    "SettingMismatchError", "build_base2new_table", "build_dcar_table", "build_dpt_table", "build_transfer_table",
     "load_published_table", "main", "render_csv", "render_latex", "render_markdown",
 ]

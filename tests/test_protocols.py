@@ -183,6 +183,13 @@ def test_base2new_trains_on_base_then_tests_base_and_new_from_the_trained_model(
         assert "--eval-only" in call and option(call, "--load-epoch") == "3" and call[-2:] == ["OPTIM.MAX_EPOCH", "3"]
 
 
+def test_evaluating_models_that_were_not_trained_names_the_missing_run_and_starts_nothing(work):  # noqa: F811
+    proc, calls = run_script(work, "lib/run_seeds.sh", "CoOp", "vit_b16", "oxford_pets", "16", TRAINED="output/none")
+    assert proc.returncode == 1 and not calls
+    assert ("oxford_pets (seed 1): no finished training run at output/none/oxford_pets/CoOp/vit_b16_16shots/seed1 "
+            "(train it first)") in proc.stdout
+
+
 def test_zero_shot_base2new_evaluates_both_halves_untrained(work):  # noqa: F811
     proc, calls = run_script(work, "zsclip/base2new.sh", "oxford_pets")
     assert proc.returncode == 0, proc.stderr

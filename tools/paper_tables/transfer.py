@@ -61,8 +61,10 @@ def build_transfer_table(
         source = summary.setting.weights_source()
         if source is None:
             continue
-        source_dataset = dataset_name(source.dataset or "?")
         method = method_name(summary.trainer)
+        # the source dataset: the training run's own record when it lies under the root, else its folder's name
+        origin = next((c for c in trained if method_name(c.trainer) == method and _is_source_of(c, source.group)), None)
+        source_dataset = summary_dataset(origin) if origin is not None else dataset_name(source.dataset or "?")
         if source_dataset not in universe:
             continue
         targets = cells.setdefault((source_dataset, method), {})
@@ -72,9 +74,8 @@ def build_transfer_table(
                 f"{method} trained on {source_dataset} has several evaluations on {target}: {targets[target].group} "
                 f"and {summary.group}; choose one with --cfg, --shots, --backbone or --variant")
         targets[target] = summary
-        for candidate in trained:
-            if method_name(candidate.trainer) == method and _is_source_of(candidate, source.group):
-                targets.setdefault(source_dataset, candidate)
+        if origin is not None:
+            targets.setdefault(source_dataset, origin)
     sources = ordered({source for source, _ in cells}, universe)
     found = {method for _, method in cells} | {method_name(s.trainer) for s in zero_shot}
     methods = [method_name(m) for m in methods] if methods else ordered(found, method_order)

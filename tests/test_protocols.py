@@ -194,9 +194,14 @@ def test_zero_shot_base2new_evaluates_both_halves_untrained(work):  # noqa: F811
     assert all("--eval-only" in c and "--model-dir" not in c and option(c, "DATASET.NUM_SHOTS") == "0" for c in calls)
 
 
-def test_base2new_refuses_a_subsample_override(work):  # noqa: F811
+def test_protocol_scripts_stop_at_a_bad_argument_with_one_message(work):  # noqa: F811
     proc, calls = run_script(work, "coop/base2new.sh", "oxford_pets", "DATASET.SUBSAMPLE_CLASSES", "all")
     assert proc.returncode == 2 and "sets DATASET.SUBSAMPLE_CLASSES itself" in proc.stderr and not calls
+    for script, args in (("coop/base2new.sh", ["oxford_pets"]), ("transfer/cross_dataset.sh", ["CoOp"]),
+                         ("transfer/cross_domain.sh", ["DCAR", "fdrd_dtd"])):
+        proc, calls = run_script(work, script, *args, CFG="no_such_recipe")
+        assert proc.returncode == 2 and not calls, script
+        assert proc.stderr.count("error: no recipe") == 1, proc.stderr  # not once per target or half
 
 
 def test_cross_dataset_trains_on_imagenet_and_evaluates_ten_datasets(work):  # noqa: F811

@@ -34,7 +34,10 @@ if [ "${ZERO_SHOT:-0}" = "1" ]; then
     exit ${STATUS}
 fi
 OUTPUT=${B2N}/train_base bash "${HERE}/run_seeds.sh" "${TRAINER}" "${CFG}" "${DATASET}" 16 \
-    DATASET.SUBSAMPLE_CLASSES base "$@" || STATUS=1
+    DATASET.SUBSAMPLE_CLASSES base "$@"
+RC=$?
+[ ${RC} -eq 2 ] && exit 2  # a bad argument or recipe: both tests would fail the same way
+[ ${RC} -ne 0 ] && STATUS=1
 for HALF in base new; do
     OUTPUT=${B2N}/test_${HALF} TRAINED=${B2N}/train_base bash "${HERE}/run_seeds.sh" "${TRAINER}" "${CFG}" \
         "${DATASET}" 16 DATASET.SUBSAMPLE_CLASSES "${HALF}" "$@" || STATUS=1

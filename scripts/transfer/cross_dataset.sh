@@ -29,7 +29,10 @@ if [ "${TRAINER}" = "ZeroshotCLIP" ]; then
     done
     exit ${STATUS}
 fi
-bash "${HERE}/../lib/run_seeds.sh" "${TRAINER}" "${CFG}" imagenet 16 "$@" || STATUS=1
+bash "${HERE}/../lib/run_seeds.sh" "${TRAINER}" "${CFG}" imagenet 16 "$@"
+RC=$?
+[ ${RC} -eq 2 ] && exit 2  # a bad argument or recipe: every evaluation would fail the same way
+[ ${RC} -ne 0 ] && STATUS=1
 for TARGET in ${TARGETS}; do
     EVAL_FROM=imagenet bash "${HERE}/../lib/run_seeds.sh" "${TRAINER}" "${CFG}" "${TARGET}" 16 "$@" || STATUS=1
 done

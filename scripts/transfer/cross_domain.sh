@@ -32,7 +32,10 @@ if [ -z "${TARGETS}" ]; then
     exit 2
 fi
 STATUS=0
-bash scripts/lib/run_seeds.sh "${TRAINER}" "${CFG}" "${SOURCE}" 16 "$@" || STATUS=1
+bash scripts/lib/run_seeds.sh "${TRAINER}" "${CFG}" "${SOURCE}" 16 "$@"
+RC=$?
+[ ${RC} -eq 2 ] && exit 2  # a bad argument or recipe: every evaluation would fail the same way
+[ ${RC} -ne 0 ] && STATUS=1
 ROOT=${OUTPUT:-output}
 OUTPUT=${ROOT}/cross_domain/${SOURCE} TRAINED=${ROOT} EVAL_FROM=${SOURCE} FDRD_DOMAINS="${TARGETS}" \
     bash scripts/lib/run_seeds.sh "${TRAINER}" "${CFG}" fdrd 16 "$@" || STATUS=1

@@ -21,6 +21,7 @@ from test_scripts import option, run_script, work  # noqa: F401  (work: the fixt
 from datasets.coop_split import subsample_classes
 from datasets.fdrd import CaptionDatum, subsample_caption_classes
 from tools import paper_tables
+from tools.paper_tables import Column
 from tools.paper_tables.base2new import build_base2new_table, harmonic_mean
 from tools.results import collect
 
@@ -91,6 +92,10 @@ def test_base2new_table_cells_averages_and_harmonic_means(tmp_path):
     # the average's HM is the HM of the average base and new, not the mean of the two HMs
     assert hm[("Average",)] == pytest.approx(2 * 86 * 58.5 / (86 + 58.5))
     assert hm[("Average",)] != pytest.approx(statistics.fmean([hm[("OxfordPets",)], hm[("DTD",)]]))
+    average = table.rows[-1].cells
+    # the average's spread over seeds: seed 1 averages (90 + 80) / 2 = 85 and (70 + 40) / 2 = 55, seed 2 87 and 62
+    assert [average[table.columns.index(Column(group, "CoOp"))].std for group in ("Base", "New", "HM")] == [
+        pytest.approx(statistics.pstdev([85, 87])), pytest.approx(statistics.pstdev([55, 62])), None]
     assert table.column_values("CLIP", "HM") == {("OxfordPets",): pytest.approx(2 * 70 * 75 / 145),
                                                  ("Average",): pytest.approx(2 * 70 * 75 / 145)}
 

@@ -16,7 +16,7 @@ import argparse
 import statistics
 from typing import Sequence
 
-from tools.results import GroupSummary
+from tools.results import GroupSummary, seedwise_std
 
 from .kind import TableKind
 from .model import Cell, Column, PaperTable, Row, average_notes, cell_from, plain_mean, provenance_notes
@@ -111,8 +111,10 @@ def build_base2new_table(
         base = plain_mean([b for _, b, _ in both[method]])
         new = plain_mean([n for _, _, n in both[method]])
         entered[method] = tuple(d for d, _, _ in both[method])
-        averages[("Base", method)] = Cell(base) if base is not None else None
-        averages[("New", method)] = Cell(new) if new is not None else None
+        for group, half, mean in (("Base", "base", base), ("New", "new", new)):
+            # the spread over seeds of the average (None unless every dataset ran the same seeds)
+            members = [index[(method, d, half)] for d in entered[method]]
+            averages[(group, method)] = Cell(mean, seedwise_std(members, metric)) if mean is not None else None
         averages[("HM", method)] = Cell(harmonic_mean(base, new)) if base is not None else None
     table.rows.append(Row(("Average",), [averages[(c.group, c.method)] for c in columns], is_average=True))
 

@@ -50,6 +50,8 @@ METADATA_KEYS = frozenset({
     "epochs",           # epochs of training behind the evaluated weights (0: none)
     "max_epoch",        # OPTIM.MAX_EPOCH of the run's config
     "config_file", "dataset_config_file", "overrides",  # the recipe and what the command line changed
+    "subsample_classes",  # DATASET.SUBSAMPLE_CLASSES: all, or the base/new half of the classes (base-to-new)
+    "weights_from",     # the --model-dir an evaluation-only run loaded (None: trained in this folder, or nothing)
     "epoch",            # older results.json files: the same as epochs
 })
 
@@ -83,6 +85,9 @@ class RunSetting:
     shots_per_class: tuple[int, int] | None = None  # (min, max) training items per class
     config_file: str | None = None
     overrides: tuple[str, ...] | None = None
+    subsample_classes: str | None = None  # "all", "base" or "new"
+    #: the run folder whose weights an evaluation-only run loaded (seed 1's, for a group); None: trained here
+    weights_from: str | None = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "RunSetting":
@@ -98,7 +103,13 @@ class RunSetting:
             shots_per_class=shots_range,
             config_file=record.get("config_file") or None,
             overrides=tuple(str(item) for item in overrides) if isinstance(overrides, list) else None,
+            subsample_classes=record.get("subsample_classes") or None,
+            weights_from=record.get("weights_from") or None,
         )
+
+    def weights_source(self) -> PathInfo | None:
+        """What the folder layout of ``weights_from`` says about the run that trained the evaluated weights."""
+        return parse_run_path(PurePosixPath(Path(self.weights_from).as_posix())) if self.weights_from else None
 
 
 @dataclass(frozen=True)
@@ -408,7 +419,8 @@ def aggregate(runs: Iterable[RunResult]) -> list[GroupSummary]:
             ("backbone", {run.backbone for run in members}),
             ("num_shots", {run.num_shots for run in members}),
             *((field_name, {getattr(run.setting, field_name) for run in members})
-              for field_name in ("architecture", "epochs", "shots_per_class", "config_file", "overrides")),
+              for field_name in ("architecture", "epochs", "shots_per_class", "config_file", "overrides",
+                                 "subsample_classes")),
         ) if len(values) > 1)
         summaries.append(
             GroupSummary(

@@ -11,7 +11,11 @@
 #   FDRD_DOMAINS (the domains "fdrd" stands for, default all 9), VARIANT (a subfolder, e.g. an ablation row),
 #   EVAL_ONLY=1 (no training: zero-shot), EVAL_FROM=SOURCE (no training: evaluate the models this loop trained
 #   on dataset SOURCE, at the epoch their results.json records, into CoOp's
-#   output/evaluation/TRAINER/CFG_SHOTSshots/DATASET/seedN).
+#   output/evaluation/TRAINER/CFG_SHOTSshots/DATASET/seedN),
+#   OUTPUT (the root of the run folders, default output; e.g. output/base2new/train_base),
+#   TRAINED=ROOT (no training: evaluate the models trained under ROOT, at their recorded epoch, each dataset's
+#   own, ROOT/DATASET/..., or with EVAL_FROM=SOURCE the one of ROOT/SOURCE/...; results in OUTPUT/DATASET/...,
+#   the layout of base-to-new's test_new and of cross-domain transfer).
 # Finished runs (results.json present) are skipped, interrupted ones resume. A domain whose data is missing is
 # skipped and reported at the end.
 set -u
@@ -19,6 +23,7 @@ cd "$(dirname "$0")/../.."
 DATA=${DATA:-./data}
 SEEDS=${SEEDS:-"1 2 3"}
 PYTHON=${PYTHON:-python}
+OUTPUT=${OUTPUT:-output}
 if [ $# -lt 4 ] || [ -z "$1" ] || [ -z "$2" ] || [ -z "$3" ] || [ -z "$4" ]; then
     echo "error: run_seeds.sh needs TRAINER CFG DATASET SHOTS (see the calling script's header for its arguments)" >&2
     exit 2
@@ -74,20 +79,25 @@ SKIPPED=()
 for D in ${DOMAINS}; do
     for SEED in ${SEEDS}; do
         EXTRA=()
-        if [ -n "${EVAL_FROM:-}" ]; then
-            DIR=output/evaluation/${TRAINER}/${GROUP}/${D}${VARIANT:+/${VARIANT}}/seed${SEED}
-            MODEL_DIR=output/${EVAL_FROM}/${TRAINER}/${GROUP}${VARIANT:+/${VARIANT}}/seed${SEED}
+        RUN=${TRAINER}/${GROUP}${VARIANT:+/${VARIANT}}/seed${SEED}
+        MODEL_DIR=""
+        if [ -n "${TRAINED:-}" ]; then
+            DIR=${OUTPUT}/${D}/${RUN}
+            MODEL_DIR=${TRAINED}/${EVAL_FROM:-${D}}/${RUN}
+        elif [ -n "${EVAL_FROM:-}" ]; then
+            DIR=${OUTPUT}/evaluation/${TRAINER}/${GROUP}/${D}${VARIANT:+/${VARIANT}}/seed${SEED}
+            MODEL_DIR=${OUTPUT}/${EVAL_FROM}/${RUN}
         else
-            DIR=output/${D}/${TRAINER}/${GROUP}${VARIANT:+/${VARIANT}}/seed${SEED}
+            DIR=${OUTPUT}/${D}/${RUN}
         fi
         if [ -f "${DIR}/results.json" ]; then
             echo "The results exist at ${DIR} (so skip this job)"
             continue
         fi
-        if [ -n "${EVAL_FROM:-}" ]; then
+        if [ -n "${MODEL_DIR}" ]; then
             if ! EPOCHS=$("${PYTHON}" -c 'import json, sys; print(json.load(open(sys.argv[1]))["epochs"])' \
                     "${MODEL_DIR}/results.json" 2>/dev/null); then
-                SKIPPED+=("${D} (seed ${SEED}): no finished training run at ${MODEL_DIR} (train on ${EVAL_FROM} first)")
+                SKIPPED+=("${D} (seed ${SEED}): no finished training run at ${MODEL_DIR} (train it first)")
                 continue
             fi
             EXTRA=(--eval-only --model-dir "${MODEL_DIR}" --load-epoch "${EPOCHS}")

@@ -11,22 +11,24 @@ Modules, each on the ones above it:
              beside runs of that setting only
   render     the Markdown, CSV and LaTeX renderers
   kind       what a table kind gives the command line: its options and a builder
-  dcar, dpt  the table kinds
+  dcar, dpt, ablation, base2new, transfer (crossdataset, dg)  the table kinds
   cli        the command line: the shared options and one subcommand per kind
 
 Adding a table kind: a module like dpt.py ending in ``KIND = TableKind(name, help, add_arguments, build)``,
 and its entry in ``cli.KINDS``.
 """
 from .cli import main
+from .base2new import build_base2new_table
 from .dcar import build_dcar_table
 from .dpt import build_dpt_table
 from .model import Cell, Column, PaperTable, Row
 from .published import PaperSetting, PublishedTable, SettingMismatchError, load_published_table
 from .render import render_csv, render_latex, render_markdown
 from .selection import AmbiguousResultsError, Selection
+from .transfer import build_transfer_table
 
 __all__ = [
     "AmbiguousResultsError", "Cell", "Column", "PaperSetting", "PaperTable", "PublishedTable", "Row", "Selection",
-    "SettingMismatchError", "build_dcar_table", "build_dpt_table", "load_published_table", "main", "render_csv",
-    "render_latex", "render_markdown",
+    "SettingMismatchError", "build_base2new_table", "build_dcar_table", "build_dpt_table", "build_transfer_table",
+    "load_published_table", "main", "render_csv", "render_latex", "render_markdown",
 ]

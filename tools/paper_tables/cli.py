@@ -8,20 +8,25 @@ from typing import Sequence
 
 from tools.results import collect
 
-from . import ablation, dcar, dpt
+from . import ablation, base2new, dcar, dpt, transfer
 from .kind import TableKind
 from .published import SettingMismatchError
 from .render import RENDERERS
 from .selection import AmbiguousResultsError
 
 #: the table kinds, one subcommand each
-KINDS: tuple[TableKind, ...] = (dcar.KIND, dpt.KIND, ablation.KIND)
+KINDS: tuple[TableKind, ...] = (
+    dcar.KIND, dpt.KIND, ablation.KIND, base2new.KIND, transfer.CROSSDATASET, transfer.DG)
 
-USAGE = """Lay aggregated results out like the papers' tables (DCAR retrieval, DPT few-shot) as Markdown, CSV or LaTeX.
+USAGE = """Lay aggregated results out like the papers' tables (DCAR retrieval, DPT few-shot, the generalisation
+protocols) as Markdown, CSV or LaTeX.
 
     python -m tools.paper_tables dcar output/ --format md|csv|latex [--paper] [--methods ZeroshotCLIP CoOp DCAR]
     python -m tools.paper_tables dpt  output/ --format latex [--shots 1 2 4 8 16] [--out table.tex]
     python -m tools.paper_tables ablation output/fdrd_dtd/DCAR/vit_b32_16shots --std   # scripts/dcar/ablation.sh
+    python -m tools.paper_tables base2new output/base2new [--task retrieval]       # scripts/<method>/base2new.sh
+    python -m tools.paper_tables crossdataset output/ [--task retrieval]           # scripts/transfer/*.sh
+    python -m tools.paper_tables dg output/                                        # scripts/dpt/dg.sh
 
 Every cell is the mean over seeds; the average row is the plain mean over the datasets present, and the
 notes say which datasets entered it and which runs (backbone, shots, epochs, recipe) fill each column.

@@ -66,6 +66,8 @@ FEWSHOT_DATASETS = (
     "ImageNet", "Caltech101", "OxfordPets", "StanfordCars", "Flowers102", "Food101", "FGVCAircraft", "SUN397", "DTD",
     "EuroSAT", "UCF101",
 )
+#: domain generalisation: the source, then the four shifted test sets (CoOp's and MaPLe's order)
+IMAGENET_VARIANTS = ("ImageNet", "ImageNetV2", "ImageNet-Sketch", "ImageNet-A", "ImageNet-R")
 RECALL_KS = (1, 5, 10)
 DIRECTIONS = ("i2t", "t2i")
 PAPER_AVERAGE_LABEL = "AVG"  # the DCAR table's label for the mean over domains

@@ -113,6 +113,9 @@ class CLIPTrainer(TrainerX):
     model: PromptedCLIP
     #: epochs of training behind the current weights: set after each epoch and by load_model
     weights_epoch: int = 0
+    #: the --model-dir the evaluated weights came from (None: trained here or nothing loaded); results.json
+    #: records it, so a base-to-new or cross-dataset evaluation names the run it evaluates
+    weights_from: str | None = None
     _progress: EpochProgress | None = None
 
     # ---- hooks -----------------------------------------------------------------------------------
@@ -473,8 +476,12 @@ class CLIPTrainer(TrainerX):
             "config_file": cfg.RUN.CONFIG_FILE,
             "dataset_config_file": cfg.RUN.DATASET_CONFIG_FILE,
             "overrides": list(cfg.RUN.OVERRIDES),
+            "subsample_classes": cfg.DATASET.SUBSAMPLE_CLASSES,  # base-to-new: which half of the classes ran
+            "weights_from": self.weights_from,
         }
-        if self._models:  # what the learnable parts were trained on (NUM_SHOTS caps at a class's size)
+        # what the learnable parts were trained on (NUM_SHOTS caps at a class's size); not known here for weights
+        # loaded from another run (its own results.json says it)
+        if self._models and self.weights_from is None:
             per_class = Counter(item.label for item in self.dm.dataset.train_x).values()
             meta["shots_per_class"] = {"min": min(per_class), "max": max(per_class)} if per_class else None
         if getattr(cfg.DATASET, "FDRD_DOMAIN", ""):
@@ -665,6 +672,8 @@ class CLIPTrainer(TrainerX):
             self.epoch = ckpt["epoch"] - 1
             self.weights_epoch = ckpt["epoch"]
             print(f"Loaded {path} into {name} (epoch {ckpt['epoch']})")
+        if directory.resolve() != Path(self.output_dir).resolve():  # not best_val's reload of this run's own
+            self.weights_from = str(directory)
         if len(set(epochs.values())) > 1:
             raise CheckpointError(f"The {filename} files in {directory} come from different epochs ({epochs}): an "
                                   "interrupted save; evaluate a --load-epoch instead.")

@@ -89,15 +89,16 @@ def show(stat: dict | None, digits: int = 2) -> str:
 
 
 # ---- trainers ------------------------------------------------------------------------------------
-def build_bench_trainer(trainer_name: str, args: argparse.Namespace, overrides: list[str] | None = None):
-    """The trainer train.py would build for the benchmark, or a string saying why none."""
+def build_bench_trainer(trainer_name: str, args: argparse.Namespace, overrides: list[str] | None = None,
+                        recipe: str | None = None):
+    """The trainer train.py would build for the benchmark (recipe ``--config`` unless given), or why none."""
     import datasets  # noqa: F401
     import trainers  # noqa: F401
     from dassl.engine import build_trainer
 
     from train import build_parser, setup_cfg
 
-    config = ROOT / "configs" / "trainers" / trainer_name / f"{args.config}.yaml"
+    config = ROOT / "configs" / "trainers" / trainer_name / f"{recipe or args.config}.yaml"
     if not config.is_file():
         return f"no recipe {config.relative_to(ROOT)}"
     cache_dir, run_dir = tempfile.mkdtemp(prefix="bench-features-"), tempfile.mkdtemp(prefix="bench-run-")
@@ -204,7 +205,8 @@ def bench_trainer(trainer_name: str, args: argparse.Namespace) -> dict:
 
 
 def bench_dcar(args: argparse.Namespace) -> dict:
-    """DCAR's step over MaPLe's on one retrieval batch (one process, alternated)."""
+    """DCAR's step over MaPLe's on one retrieval batch (one process, alternated), and where the difference goes:
+    DCAR with DTR only (its frozen image pass) and with CAA only (the K negatives through the prompted encoder)."""
     import torch
 
     torch.set_num_threads(args.threads)
@@ -212,18 +214,28 @@ def bench_dcar(args: argparse.Namespace) -> dict:
     if isinstance(dcar, str):
         return {"skipped": dcar}
     c = dcar.cfg.TRAINER.DCAR
-    maple = build_bench_trainer("MaPLe", args, ["TRAINER.MAPLE.N_CTX", str(c.N_CTX), "TRAINER.MAPLE.PROMPT_DEPTH",
-                                                str(c.PROMPT_DEPTH), "TRAINER.MAPLE.PREC", c.PREC])
+    # MaPLe's FDRD recipes are named fdrd_<backbone> (DCAR's <backbone>)
+    recipe = args.config if (ROOT / "configs/trainers/MaPLe" / f"{args.config}.yaml").is_file() else f"fdrd_{args.config}"
+    maple = build_bench_trainer("MaPLe", args, recipe=recipe, overrides=[
+        "TRAINER.MAPLE.N_CTX", str(c.N_CTX), "TRAINER.MAPLE.PROMPT_DEPTH", str(c.PROMPT_DEPTH),
+        "TRAINER.MAPLE.PREC", c.PREC])
     if isinstance(maple, str):
         return {"skipped": maple}
     batch = next(iter(dcar.train_loader_x))
-    times = alternated({"dcar": _step(dcar, batch, args.steps), "maple": _step(maple, batch, args.steps)},
-                       args.repeats, args.steps, _sync(dcar.device))
+    runs = {"dcar": _step(dcar, batch, args.steps), "maple": _step(maple, batch, args.steps)}
+    if c.USE_DTR and c.USE_CAA:
+        for name, key in (("dtr_only", "TRAINER.DCAR.USE_CAA"), ("caa_only", "TRAINER.DCAR.USE_DTR")):
+            runs[name] = _step(build_bench_trainer("DCAR", args, [key, "False"]), batch, args.steps)
+    times = alternated(runs, args.repeats, args.steps, _sync(dcar.device))
     k = dcar.negatives.num_negatives if dcar.negatives is not None else 0
-    return {"dcar_vs_maple": ratio(times, "dcar", "maple"), "batch_size": len(batch["img"]),
-            "config": {"N_CTX": c.N_CTX, "PROMPT_DEPTH": c.PROMPT_DEPTH, "PREC": c.PREC, "USE_DTR": c.USE_DTR,
-                       "USE_CAA": c.USE_CAA, "K": k, "CATE_ENCODER": c.CATE_ENCODER,
-                       "VISUAL_PROMPTS": c.VISUAL_PROMPTS}}
+    result = {"dcar_vs_maple": ratio(times, "dcar", "maple"), "batch_size": len(batch["img"]), "maple_recipe": recipe,
+              "config": {"N_CTX": c.N_CTX, "PROMPT_DEPTH": c.PROMPT_DEPTH, "PREC": dcar.precision.name,
+                         "USE_DTR": c.USE_DTR, "USE_CAA": c.USE_CAA, "K": k, "CATE_ENCODER": c.CATE_ENCODER,
+                         "VISUAL_PROMPTS": c.VISUAL_PROMPTS}}
+    for name in ("dtr_only", "caa_only"):
+        if name in times:
+            result[f"{name}_vs_maple"] = ratio(times, name, "maple")
+    return result
 
 
 # ---- Recall@K --------------------------------------------------------------------------------------
@@ -391,8 +403,12 @@ def main(argv: list[str] | None = None) -> int:
     if "dcar" in args.only:
         print("benchmarking DCAR vs MaPLe ...", flush=True)
         report["dcar"] = _subprocess(["--dcar-one"], args)
-        text += [f"DCAR step / MaPLe step: {show(report['dcar'].get('dcar_vs_maple'))} "
-                 f"{report['dcar'].get('config', report['dcar'].get('skipped', ''))}", ""]
+        dcar = report["dcar"]
+        text += [f"DCAR step / MaPLe step: {show(dcar.get('dcar_vs_maple'))} "
+                 f"{dcar.get('config', dcar.get('skipped', ''))}"]
+        text += [f"  {name} / MaPLe: {show(dcar[f'{name}_vs_maple'])}" for name in ("dtr_only", "caa_only")
+                 if f"{name}_vs_maple" in dcar]
+        text.append("")
     if "recall" in args.only:
         rows = []
         for size in args.recall_sizes:

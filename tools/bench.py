@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         from tools.demo.build import build_demo_assets
         from tools.demo.tiny_clip import default_weights_path
 
-        build_demo_assets(args.data, evaluate=False)
+        build_demo_assets(args.data)
         args.backbone = str(default_weights_path(Path(args.data)))
 
     report: dict = {"threads": args.threads, "device": args.device, "repeats": args.repeats, "overrides": args.opts}

@@ -115,11 +115,9 @@ def _block_lengths(num_images: int, num_captions: int, chunk_size: int | None, m
         return chunk_size, chunk_size
     if max_block_bytes < _BYTES_PER_SCORE:
         raise ValueError(f"max_block_bytes must be >= {_BYTES_PER_SCORE}")
-    scores = max_block_bytes // _BYTES_PER_SCORE
-    side = max(1, math.isqrt(scores))
-    # A gallery smaller than the square side gives its spare budget to the other dimension.
-    rows = min(num_images, max(side, scores // max(1, num_captions)))
-    return max(1, rows), max(1, min(num_captions, scores // max(1, rows)))
+    # Square blocks: with as many blocks per side, a 1:1 gallery's ground truth stays on the diagonal blocks.
+    side = max(1, math.isqrt(max_block_bytes // _BYTES_PER_SCORE))
+    return min(num_images, side), min(num_captions, side)
 
 
 def _count_above(scores: Tensor, threshold: Tensor, dim: int) -> Tensor:

@@ -21,7 +21,7 @@ follows a byte budget (``max_block_bytes``, default 128 MiB): one float32 block 
 score, square so that a 1:1 gallery's ground truth stays on the diagonal blocks. Measured (``make bench``, random
 1:1 galleries of dim 512, CPU, one thread, peak RSS beyond the features, which also holds the allocator's and the
 BLAS library's buffers): 147 MB at N = 5,000 (naive full matrix 452 MB), 298 MB at N = 30,000 (naive 12 GB),
-PEAK100K at N = 100,000; time 0.73x [0.67, 0.73] and 0.60x [0.59, 0.62] of the naive full matrix at N = 5,000
+345 MB at N = 100,000; time 0.73x [0.67, 0.73] and 0.60x [0.59, 0.62] of the naive full matrix at N = 5,000
 and 30,000 (median [IQR] of 5 alternated rounds). Features are normalised one chunk at a time, never copied whole.
 Similarities are computed in float32 whatever the feature dtype, because fp16 scores create spurious ties.
 """

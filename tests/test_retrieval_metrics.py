@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from trainers.retrieval_metrics import (
+    DEFAULT_BLOCK_BYTES,
     format_recall_table,
     hard_negative_recall,
     recall_at_k,
@@ -191,6 +192,81 @@ def test_never_builds_the_full_similarity_matrix():
         recall_at_k(images, texts, chunk_size=chunk)
     assert mode.largest <= chunk * num  # the full matrix would be num * num = 90,000
     assert mode.largest >= chunk * num // 2  # the spy did see the chunk scores
+
+
+class _MatmulCount(TorchFunctionMode):
+    """Counts the matrix products (the blocks scored)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm):
+            self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_one_matmul_per_block_in_a_1to1_gallery():
+    """Each block serves both directions: 300 / 16 -> 19 x 19 blocks, the diagonal ones scored once too."""
+    images, texts, _ = _random_case(300, 300, 8, 5, duplicates=True)
+    with _MatmulCount() as mode:
+        retrieval_ranks(images, texts, chunk_size=16)
+    assert mode.calls == 19 * 19
+
+
+def test_captions_grouped_by_image_rescore_only_the_band():
+    """Five captions per image in image order: the ground truth lies in a band of blocks, rescored once."""
+    num_images, per_image, chunk = 60, 5, 20
+    images, texts, _ = _random_case(num_images, num_images * per_image, 8, 6, duplicates=False)
+    caption_to_image = torch.arange(num_images).repeat_interleave(per_image)
+    texts[7] = texts[3]  # a tie inside one image's caption set
+    with _MatmulCount() as mode:
+        i2t, t2i = retrieval_ranks(images, texts, caption_to_image, chunk_size=chunk)
+    image_blocks, text_blocks = 3, 15
+    assert mode.calls < 2 * image_blocks * text_blocks  # not the two full passes of a random assignment
+    assert (i2t.tolist(), t2i.tolist()) == reference_ranks(images, texts, caption_to_image.tolist())
+
+
+@pytest.mark.parametrize("num_images,num_captions,max_block_bytes", [(70, 70, 6 * 100), (33, 101, 6 * 250),
+                                                                     (90, 90, 6 * 37)])
+def test_byte_budget_bounds_the_blocks_and_keeps_the_result(num_images, num_captions, max_block_bytes):
+    images, texts, caption_to_image = _random_case(num_images, num_captions, 8, num_images, duplicates=True)
+    with _LargestTensor() as mode:
+        i2t, t2i = retrieval_ranks(images, texts, caption_to_image, max_block_bytes=max_block_bytes)
+    # one block, or a feature-shaped chunk (finite check, normalised chunk) of [n, dim=8]
+    assert mode.largest <= max(max_block_bytes // 6, 8 * max(num_images, num_captions))
+    assert (i2t.tolist(), t2i.tolist()) == reference_ranks(images, texts, caption_to_image.tolist())
+    assert DEFAULT_BLOCK_BYTES >= 6 * 1024 * 1024  # the default is a real block, not a degenerate one
+
+
+# ------------------------------------------------------------------------- CLIP_benchmark's recall_at_k
+def clip_benchmark_recall(scores: torch.Tensor, positive_pairs: torch.Tensor, k: int) -> torch.Tensor:
+    """LAION-AI/CLIP_benchmark metrics/zeroshot_retrieval.py ``recall_at_k``, re-implemented: for each query row
+    of ``scores`` [Q, G], the fraction of its positives among the top k (through one-hot top-k indices); a query
+    is a hit when the fraction is > 0."""
+    topk = torch.topk(scores, k, dim=1).indices
+    onehot = F.one_hot(topk, num_classes=scores.shape[1])  # [Q, k, G]
+    true_positives = (onehot * positive_pairs.view(scores.shape[0], 1, -1)).sum(dim=(1, 2))
+    return true_positives / positive_pairs.sum(dim=1)
+
+
+@pytest.mark.parametrize("num_images,num_captions", [(80, 80), (50, 170)])
+def test_matches_clip_benchmark_recall(num_images, num_captions):
+    """Random galleries (no ties, where top-k order is unambiguous): the same R@K as CLIP_benchmark."""
+    images, texts, caption_to_image = _random_case(num_images, num_captions, 16, 11, duplicates=False)
+    images = F.normalize(images, dim=-1)
+    texts = F.normalize(texts, dim=-1)
+    scores = texts @ images.T  # CLIP_benchmark's [texts, images]
+    positive_pairs = torch.zeros_like(scores, dtype=torch.bool)
+    positive_pairs[torch.arange(num_captions), caption_to_image] = True
+    ks = (1, 5, 10)
+    result = recall_at_k(images, texts, caption_to_image, ks=ks, chunk_size=23)
+    for k in ks:
+        image_retrieval = (clip_benchmark_recall(scores, positive_pairs, k) > 0).float().mean().item()
+        text_retrieval = (clip_benchmark_recall(scores.T, positive_pairs.T, k) > 0).float().mean().item()
+        assert result["t2i"][k] == pytest.approx(100 * image_retrieval)
+        assert result["i2t"][k] == pytest.approx(100 * text_retrieval)
 
 
 def test_invalid_inputs_raise():

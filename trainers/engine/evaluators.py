@@ -2,7 +2,7 @@
 
 Registered in Dassl's EVALUATOR_REGISTRY, so a run on a caption dataset says "Loading evaluator:
 Retrieval" and evaluates through ``self.evaluator`` like any Dassl trainer; the metric itself is
-:func:`trainers.retrieval_metrics.recall_at_k` (ground truth by index, stable ties, chunked).
+:func:`trainers.retrieval_metrics.recall_at_k` (ground truth by index, stable ties, in blocks).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class Retrieval(EvaluatorBase):
     def __init__(self, cfg, **kwargs):
         super().__init__(cfg)
         self.ks = tuple(cfg.TEST.RETRIEVAL_KS)
-        self.chunk_size = cfg.TEST.RETRIEVAL_CHUNK
+        self.max_block_bytes = int(cfg.TEST.RETRIEVAL_BLOCK_MB * 2**20)
         self.reset()
 
     def reset(self) -> None:
@@ -40,7 +40,7 @@ class Retrieval(EvaluatorBase):
     def evaluate(self) -> dict[str, Any]:
         """``{"i2t": {"R@1": ...}, "t2i": {...}, "mean_recall": ...}`` in percent, as results.json stores it."""
         recall = recall_at_k(torch.cat(self._images), torch.cat(self._captions), ks=self.ks,
-                             chunk_size=self.chunk_size)
+                             max_block_bytes=self.max_block_bytes)
         return {
             "i2t": {f"R@{k}": float(recall["i2t"][k]) for k in self.ks},
             "t2i": {f"R@{k}": float(recall["t2i"][k]) for k in self.ks},

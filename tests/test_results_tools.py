@@ -532,3 +532,18 @@ def test_plots_refuse_the_paper_overlay_beside_another_setting(tiny_tree: Path, 
     figure = plots.recall_figure(collect(tiny_tree)[0], paper=load_published_table(), any_setting=True)
     title = " ".join(figure.get_suptitle().split())  # wrapped to the figure's width
     assert "NOT this setting, not comparable" in title and "custom ViT (width 64, 2 layers, patch 8) · 2 shots" in title
+
+
+def test_runs_written_before_subsample_classes_existed_count_as_all_classes(tmp_path):
+    """results.json files older than the field used every class: beside a new seed they are not a mixed group."""
+    from tools.results import collect
+
+    for seed, extra in ((1, {}), (2, {"subsample_classes": "all"})):
+        folder = tmp_path / "fdrd_dtd" / "CoOp" / "demo_16shots" / f"seed{seed}"
+        folder.mkdir(parents=True)
+        record = {"task": "retrieval", "trainer": "CoOp", "dataset": "FDRD", "domain": "dtd", "backbone": "tiny",
+                  "num_shots": 16, "seed": seed, "split": "test", "mean_recall": 40.0 + seed,
+                  "i2t": {"R@1": 1.0}, "t2i": {"R@1": 1.0}, **extra}
+        (folder / "results.json").write_text(json.dumps(record))
+    (summary,) = collect(tmp_path)[0]
+    assert summary.mixed == () and summary.setting.subsample_classes == "all" and summary.n_seeds == 2

@@ -103,7 +103,8 @@ class RunSetting:
             shots_per_class=shots_range,
             config_file=record.get("config_file") or None,
             overrides=tuple(str(item) for item in overrides) if isinstance(overrides, list) else None,
-            subsample_classes=record.get("subsample_classes") or None,
+            # runs written before the field existed used every class
+            subsample_classes=record.get("subsample_classes") or "all",
             weights_from=record.get("weights_from") or None,
         )
 

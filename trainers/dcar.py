@@ -85,7 +85,7 @@ def add_config(cfg) -> None:
         "PROMPT_DEPTH": 9,              # 1 = shallow prompts (the figure's literal reading)
         "VISUAL_PROMPTS": True,         # False: text prompts only (ablation)
         "COUPLING": "linear",           # linear (visual = F(text), MaPLe) | independent (ablation)
-        "USE_DTR": False,               # measured not to help: docs/dcar.md
+        "USE_DTR": False,               # measured to cost recall (docs/dcar.md); True: the paper's method
         "DTR_NORM": "mean",             # mean: scored tokens average 1 | none: raw |dS|
         "DTR_FLOOR": 0.5,
         "DTR_CEIL": 2.0,

@@ -17,12 +17,12 @@ against the captions' (T2I). The ground-truth scores are taken from the blocks t
 a duplicate of the ground truth ties with it bit for bit. In the 1:1 gallery those are the diagonal blocks, scored
 once like every other block; a general ``caption_to_image`` computes the blocks holding ground-truth pairs a
 second time (all of them for a random assignment, a band when captions are grouped by image). The block side
-follows a byte budget (``max_block_bytes``, default 128 MiB): one float32 block plus a one-byte comparison mask per
+follows a byte budget (``max_block_bytes``, default 64 MiB): one float32 block plus a one-byte comparison mask per
 score, square so that a 1:1 gallery's ground truth stays on the diagonal blocks. Measured (``make bench``, random
-1:1 galleries of dim 512, CPU, one thread, peak RSS beyond the features, which also holds the allocator's and the
-BLAS library's buffers): 147 MB at N = 5,000 (naive full matrix 452 MB), 298 MB at N = 30,000 (naive 12 GB),
-345 MB at N = 100,000; time 0.73x [0.67, 0.73] and 0.60x [0.59, 0.62] of the naive full matrix at N = 5,000
-and 30,000 (median [IQR] of 5 alternated rounds). Features are normalised one chunk at a time, never copied whole.
+1:1 galleries of dim 512, CPU, 2 threads, peak RSS beyond the features, which also holds the allocator's and the
+BLAS library's buffers): 114 MB at N = 5,000 (naive full matrix 452 MB), 236 MB at N = 30,000 (naive 12 GB),
+192 MB at N = 100,000 (335 MB with 128 MiB blocks, the first default); time 0.67x [0.66, 0.69] and 0.46x
+[0.45, 0.48] of the naive full matrix at N = 5,000 and 30,000 (median [IQR] of 3 alternated rounds). Features are normalised one chunk at a time, never copied whole.
 Similarities are computed in float32 whatever the feature dtype, because fp16 scores create spurious ties.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
-DEFAULT_BLOCK_BYTES = 128 * 2**20
+DEFAULT_BLOCK_BYTES = 64 * 2**20
 #: bytes per score of a block: the float32 score, its comparison mask and the tie-resolution slices
 _BYTES_PER_SCORE = 6
 

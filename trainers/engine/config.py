@@ -56,7 +56,7 @@ def add_common_config(cfg: CN) -> None:
     })
     set_defaults(cfg, "TEST", {
         "RETRIEVAL_KS": [1, 5, 10],
-        "RETRIEVAL_BLOCK_MB": 128,  # memory of one Recall@K score block (trainers/retrieval_metrics.py)
+        "RETRIEVAL_BLOCK_MB": 64,   # memory of one Recall@K score block (trainers/retrieval_metrics.py)
         "TEXT_BATCH_SIZE": 256,    # captions encoded per forward pass at test time
         # Frozen image features of the test split are cached on disk for methods whose image path is
         # plain CLIP (zero-shot, CoOp, CLIP-Adapter). "" = ~/.cache/prompt-clip/image-features.

@@ -148,6 +148,19 @@ def build_trainer(*args, seed: int = 0):
     return dassl_build_trainer(cfg)
 
 
+def count_correct(trainer) -> tuple[int, int]:
+    """(correct, total) over the trainer's test loader, counted here: argmax of the model's logits against the
+    labels (not through Dassl's evaluator nor results.json)."""
+    trainer.set_model_mode("eval")
+    correct = total = 0
+    with torch.no_grad():
+        for batch in trainer.test_loader:
+            images, labels = trainer.parse_batch_test(batch)
+            correct += (trainer.model_inference(images).argmax(dim=1) == labels).sum().item()
+            total += len(labels)
+    return correct, total
+
+
 #: Overrides that make any recipe run on the tiny CLIP and tiny images in seconds.
 TINY_OVERRIDES = (
     "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "4",

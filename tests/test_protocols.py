@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import HAS_DASSL, TINY_OVERRIDES, build_trainer, run_train
+from conftest import HAS_DASSL, TINY_OVERRIDES, build_trainer, count_correct, run_train
 from fake_coop_data import make_split_dataset, write_image
 from fake_fdrd import make_fake_fdrd
 from test_scripts import option, run_script, work  # noqa: F401  (work: the fixture)
@@ -280,13 +280,7 @@ def test_coop_trained_on_base_classes_is_evaluated_on_the_new_class_names(
     loaded = trainer._models[name].state_dict()
     assert saved and all(torch.equal(loaded[k], v) for k, v in saved.items())  # the base-trained context ...
     assert any(not torch.equal(initial[k], v) for k, v in saved.items())      # ... which training moved
-    trainer.set_model_mode("eval")
-    correct = total = 0
-    with torch.no_grad():
-        for batch in trainer.test_loader:
-            images, labels = trainer.parse_batch_test(batch)
-            correct += (trainer.model_inference(images).argmax(dim=1) == labels).sum().item()
-            total += len(labels)
+    correct, total = count_correct(trainer)
     assert total == 4 and record["accuracy"] == pytest.approx(100.0 * correct / total)
 
     out = work / "table.csv"

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import HAS_DASSL, TINY_OVERRIDES, build_trainer, run_train
+from conftest import HAS_DASSL, TINY_OVERRIDES, build_trainer, count_correct, run_train
 from fake_coop_data import make_split_dataset
 
 pytestmark = [pytest.mark.dassl, pytest.mark.skipif(not HAS_DASSL, reason="Dassl is not installed")]
@@ -36,13 +36,7 @@ def accuracy_by_hand(*args, model_dir=None, epoch: int | None = None) -> float:
     trainer = build_trainer(*args)
     if model_dir is not None:
         trainer.load_model(str(model_dir), epoch)
-    trainer.set_model_mode("eval")
-    correct = total = 0
-    with torch.no_grad():
-        for batch in trainer.test_loader:
-            images, labels = trainer.parse_batch_test(batch)
-            correct += (trainer.model_inference(images).argmax(dim=1) == labels).sum().item()
-            total += len(labels)
+    correct, total = count_correct(trainer)
     return 100.0 * correct / total
 
 

@@ -492,6 +492,20 @@ def seedwise_std(summaries: Sequence[GroupSummary], metric: str) -> float | None
     return statistics.pstdev(per_seed)
 
 
+def paired_difference(ours: Sequence[float], theirs: Sequence[float]) -> tuple[float, float | None, float | None]:
+    """Seed-paired ``ours − theirs``: the mean of the differences, their std (population, like every std here;
+    None for one pair) and the two-sided paired t-test's p-value (None for one pair or differences without
+    spread, where the test is undefined)."""
+    from scipy import stats  # here, not at import: most tools never pair
+
+    differences = [a - b for a, b in zip(ours, theirs, strict=True)]
+    if len(differences) < 2:
+        return statistics.fmean(differences), None, None
+    std = statistics.pstdev(differences)
+    p_value = float(stats.ttest_rel(ours, theirs).pvalue) if std > 0 else None
+    return statistics.fmean(differences), std, p_value
+
+
 # --------------------------------------------------------------------------------------------- display
 
 

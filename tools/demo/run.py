@@ -30,11 +30,11 @@ if not __package__:  # started as a file: the imports below need the repository 
     print("error: run this tool from the repository root as a module: python -m tools.demo.run ...", file=sys.stderr)
     sys.exit(2)
 
-from scipy import stats
 from tabulate import tabulate
 
 from tools.demo.build import build_demo_assets
 from tools.demo.tiny_clip import PretrainRecipe, default_weights_path
+from tools.results import paired_difference
 
 ROOT = Path(__file__).resolve().parents[2]
 ZERO_SHOT = "ZeroshotCLIP"
@@ -167,9 +167,8 @@ def paired_differences(runs: dict[str, list[dict]], reference: str) -> tuple[lis
             if len(seeds) < 2 or None in ours or None in theirs:
                 row += ["", ""]
                 continue
-            differences = [a - b for a, b in zip(ours, theirs)]
-            p_value = stats.ttest_rel(ours, theirs).pvalue if statistics.pstdev(differences) > 0 else float("nan")
-            row += [f"{statistics.fmean(differences):+.2f} ± {statistics.pstdev(differences):.2f}", f"{p_value:.3f}"]
+            mean, std, p_value = paired_difference(ours, theirs)
+            row += [f"{mean:+.2f} ± {std:.2f}", f"{float('nan') if p_value is None else p_value:.3f}"]
         rows.append(row)
     return headers, rows
 

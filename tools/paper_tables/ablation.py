@@ -6,13 +6,10 @@ row's paired difference to the full model with a paired t-test over the seeds bo
 from __future__ import annotations
 
 import argparse
-import statistics
 from typing import Sequence
 
-from scipy import stats
-
 from tools.dcar_ablation import ROW_NAMES
-from tools.results import GroupSummary
+from tools.results import GroupSummary, paired_difference
 
 from .kind import TableKind
 from .model import DIFF, STAT, Cell, Column, PaperTable, Row, cell_from, provenance_notes
@@ -35,14 +32,9 @@ def paired(full: GroupSummary, row: GroupSummary, metric: str) -> tuple[Cell | N
     pairs = [(value, by_seed[seed]) for seed, value in zip(b.seeds, b.values) if seed in by_seed]
     if not pairs:
         return None, None
-    differences = [x - y for x, y in pairs]
-    # shown like every std of tools.results (numpy's, ddof=0, as CoOp reports seeds); the t-test uses its own
-    std = statistics.pstdev(differences) if len(differences) > 1 else None
-    delta = Cell(statistics.fmean(differences), std, len(differences))
-    if len(pairs) < 2 or std == 0:
-        return delta, None
-    p_value = float(stats.ttest_rel([x for x, _ in pairs], [y for _, y in pairs]).pvalue)
-    return delta, Cell(p_value, None, len(pairs))
+    mean, std, p_value = paired_difference([x for x, _ in pairs], [y for _, y in pairs])
+    delta = Cell(mean, std, len(pairs))
+    return delta, None if p_value is None else Cell(p_value, None, len(pairs))
 
 
 def build_ablation_table(summaries: Sequence[GroupSummary], selection: Selection = Selection(),

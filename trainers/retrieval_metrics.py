@@ -22,7 +22,8 @@ score, square so that a 1:1 gallery's ground truth stays on the diagonal blocks.
 1:1 galleries of dim 512, CPU, 2 threads, peak RSS beyond the features, which also holds the allocator's and the
 BLAS library's buffers): 114 MB at N = 5,000 (naive full matrix 452 MB), 236 MB at N = 30,000 (naive 12 GB),
 192 MB at N = 100,000 (335 MB with 128 MiB blocks, the first default); time 0.67x [0.66, 0.69] and 0.46x
-[0.45, 0.48] of the naive full matrix at N = 5,000 and 30,000 (median [IQR] of 3 alternated rounds). Features are normalised one chunk at a time, never copied whole.
+[0.45, 0.48] of the naive full matrix at N = 5,000 and 30,000 (median [IQR] of 3 alternated rounds). Features
+are normalised one chunk at a time, never copied whole.
 Similarities are computed in float32 whatever the feature dtype, because fp16 scores create spurious ties.
 """
 from __future__ import annotations

@@ -154,7 +154,8 @@ def paired_differences(runs: dict[str, list[dict]], reference: str) -> tuple[lis
     """Rows of ``reference`` − method per other method: mean ± std of the per-seed differences over the seeds both
     ran, and the paired t-test's p-value, for the mean recall and the hard-negative R@1."""
     by_seed = {trainer: {r["seed"]: metric_values(r) for r in results} for trainer, results in runs.items()}
-    headers = ["method", "seeds"] + [h for _, label in PAIRED_METRICS for h in (f"{reference} − method, {label}", "p")]
+    headers = ["method", "seeds"]
+    headers += [h for _, label in PAIRED_METRICS for h in (f"{reference} − method, {label}", "p")]
     rows = []
     for trainer in runs:
         if trainer in (reference, ZERO_SHOT):

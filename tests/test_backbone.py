@@ -233,3 +233,15 @@ def test_bpe_vocabulary_is_loaded_once_for_every_layer(monkeypatch):
         assert len(built) == 1
     finally:
         clip_bpe.cache_clear(), bpe_ids.cache_clear()
+
+
+def test_random_openai_clip_has_the_named_shapes_and_leaves_the_rng_alone():
+    from trainers.backbone.architecture import describe_architecture, random_openai_clip
+
+    state = torch.random.get_rng_state()
+    model = random_openai_clip("ViT-B/32")
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert describe_architecture(model) == "ViT-B/32"
+    assert sum(p.numel() for p in model.parameters()) == 151_277_313  # OpenAI's ViT-B/32
+    with pytest.raises(ValueError, match="ViT-B/16"):
+        random_openai_clip("ViT-B/64")

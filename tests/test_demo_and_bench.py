@@ -126,3 +126,12 @@ def test_benchmark_recall_section_in_process(capsys):
         reports[what] = json.loads(line.removeprefix("BENCH_JSON "))
     assert reports["time"]["identical_ranks"] and _is_spread(reports["time"]["blocked_vs_naive"])
     assert reports["blocked"]["extra_memory_mb"] >= 0 and reports["naive"]["extra_memory_mb"] >= 0
+
+
+def test_benchmark_random_backbone_names_an_openai_architecture(capsys):
+    from tools import bench
+
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--backbone", "random:ViT-B/64", "--only", "dcar"])
+    assert exit_info.value.code == 2
+    assert "no OpenAI architecture 'ViT-B/64'" in capsys.readouterr().err

@@ -1,13 +1,15 @@
 """``make bench``: speed and memory of every trainer, the DCAR/MaPLe step ratio and Recall@K at scale.
 
     python -m tools.bench [--data ./data] [--trainers ...] [--repeats 7] [--steps 3] [--out bench_results]
-                          [--backbone PATH_OR_NAME] [--dataset-config ...] [--device cpu|cuda]
+                          [--backbone PATH_OR_NAME|random:NAME] [--dataset-config ...] [--device cpu|cuda]
                           [--only trainers dcar recall] [--recall-sizes 5000 30000 100000] [KEY VALUE ...]
 
-Trailing ``KEY VALUE`` pairs override every trainer's config (as in train.py), e.g. ``TRAINER.DCAR.PROMPT_DEPTH 2``
-on a shallow backbone. Every time is measured as ``--repeats`` rounds; in each round the measured run and its
-baselines run back to back, in reversed order every other round, so machine load moves them together; a ratio is
-taken per round and reported as the median with its interquartile range ``median [q1, q3]``.
+``--backbone random:ViT-B/32`` (any OpenAI name) times the real architecture with random weights, where the
+weights cannot be downloaded: speed and memory depend on the shapes only. Trailing ``KEY VALUE`` pairs override
+every trainer's config (as in train.py), e.g. ``TRAINER.DCAR.PROMPT_DEPTH 2`` on a shallow backbone. Every time
+is measured as ``--repeats`` rounds; in each round the measured run and its baselines run back to back, in
+reversed order every other round, so machine load moves them together; a ratio is taken per round and reported as
+the median with its interquartile range ``median [q1, q3]``.
 
 Per trainer (the list is ``trainers.registered_trainers()``), on one training batch:
 - the optimisation step (forward, backward, update) relative to (a) the stock CLIP forward, image and caption
@@ -324,6 +326,21 @@ def bench_recall_time(size: int, args: argparse.Namespace) -> dict:
             "blocked_s": spread(times["blocked"]), "naive_s": spread(times["naive"])}
 
 
+def random_backbone_file(name: str) -> str:
+    """A temporary checkpoint of OpenAI's ``name`` architecture with random weights (removed at exit)."""
+    import torch
+
+    from trainers.backbone.architecture import random_openai_clip
+
+    folder = tempfile.mkdtemp(prefix="bench-backbone-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = Path(folder) / f"random_{name.replace('/', '-').replace('@', '-')}.pt"
+    state = {key: value.half() if value.is_floating_point() else value
+             for key, value in random_openai_clip(name).state_dict().items()}  # half the file; loaded as fp32
+    torch.save(state, path)
+    return str(path)
+
+
 # ---- driver --------------------------------------------------------------------------------------
 def _subprocess(flags: list[str], args: argparse.Namespace) -> dict:
     passthrough = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
@@ -367,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trainers", nargs="+", default=None, help="default: trainers.registered_trainers()")
     parser.add_argument("--config", default="demo", help="recipe name in configs/trainers/<TRAINER>/")
     parser.add_argument("--dataset-config", default="configs/datasets/fdrd_synthetic.yaml")
-    parser.add_argument("--backbone", default="", help="CLIP name or file (default: the demo's tiny CLIP)")
+    parser.add_argument("--backbone", default="", help="CLIP name or file, or random:NAME for OpenAI's NAME "
+                        "architecture with random weights (default: the demo's tiny CLIP)")
     parser.add_argument("--shots", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3, help="calls per timed round")
     parser.add_argument("--repeats", type=int, default=7, help="alternated rounds per measurement")
@@ -398,6 +416,14 @@ def main(argv: list[str] | None = None) -> int:
         print("BENCH_JSON " + json.dumps(result))
         return 0
 
+    if args.backbone.startswith("random:"):
+        from trainers.backbone.architecture import OPENAI_ARCHITECTURES
+
+        name = args.backbone.removeprefix("random:")
+        if name not in OPENAI_ARCHITECTURES.values():
+            parser.error(f"--backbone {args.backbone}: no OpenAI architecture {name!r}; known: "
+                         f"{', '.join(OPENAI_ARCHITECTURES.values())}")
+        args.backbone = random_backbone_file(name)
     if ("trainers" in args.only or "dcar" in args.only) and not args.backbone:
         from tools.demo.build import build_demo_assets
         from tools.demo.tiny_clip import default_weights_path

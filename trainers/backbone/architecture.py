@@ -5,6 +5,7 @@ results.json records it so that tables compare like with like: a checkpoint pass
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 #: (vision tower, its width, its layers (ViT) or blocks per stage (ResNet), patch, input px, embedding dim,
@@ -40,3 +41,18 @@ def describe_architecture(clip_model: nn.Module) -> str:
     kind, width, layers, patch, resolution, embed_dim, text_width = key
     depth = f"{layers} layers, patch {patch}" if kind == "ViT" else f"blocks {'-'.join(map(str, layers))}"
     return f"custom {kind} (width {width}, {depth}, {resolution} px, embedding {embed_dim}, text width {text_width})"
+
+
+def random_openai_clip(name: str, seed: int = 0) -> nn.Module:
+    """An fp32 CLIP with the shapes of OpenAI's ``name`` and random weights: what a speed or memory measurement
+    needs of a real architecture, without its download (the features mean nothing)."""
+    from clip.model import CLIP
+
+    shapes = {arch: key for key, arch in OPENAI_ARCHITECTURES.items()}
+    if name not in shapes:
+        raise ValueError(f"no OpenAI CLIP architecture named {name!r}; known: {', '.join(shapes)}")
+    kind, width, layers, patch, resolution, embed_dim, text_width = shapes[name]
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream stays as it was
+        torch.manual_seed(seed)
+        # every released model has a 12-block text tower of 64-wide heads, 77 positions and CLIP's 49,408 tokens
+        return CLIP(embed_dim, resolution, layers, width, patch, 77, 49408, text_width, text_width // 64, 12).eval()

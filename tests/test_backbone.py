@@ -10,7 +10,7 @@ from conftest import tiny_clip_model
 from trainers.backbone.loading import HUB_FILENAME, HUB_REPOS, CLIPWeightsNotFoundError, load_clip
 from trainers.errors import BackboneError
 from trainers.backbone.precision import cast_clip_weights, resolve_precision
-from trainers.backbone.text_encoder import EOT_TOKEN, SOT_TOKEN, PromptedTextEncoder, tokenize
+from trainers.backbone.text_encoder import EOT_TOKEN, SOT_TOKEN, PromptedTextEncoder, length_groups, tokenize
 from trainers.backbone.vision_encoder import PromptedVisionEncoder, expand_prompts
 
 
@@ -156,6 +156,61 @@ def test_text_context_inserted_after_sot_matches_full_length_pass():
     assert x.shape == (2, 77, 64) and torch.equal(eot, tokens.argmax(-1) + 4)
     assert torch.equal(x[:, 1:5], ctx.unsqueeze(0).expand(2, -1, -1))
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+def _padded_cost(lengths, groups, overhead):
+    return sum((len(g) + overhead) * max(lengths[i] for i in g) for g in groups)
+
+
+def test_length_groups_hand_cases_and_brute_force_optimum():
+    # two lengths far apart: (40 + 16) * 10 + (40 + 16) * 77 = 4,872 < one group's (80 + 16) * 77 = 7,392
+    groups = length_groups([10, 77] * 40, overhead_rows=16)
+    assert [sorted(g) for g in groups] == [list(range(0, 80, 2)), list(range(1, 80, 2))]
+    # close lengths: one group (36 * 22 = 792) beats two (26 * 20 + 26 * 22 = 1,092)
+    assert len(length_groups([20] * 10 + [22] * 10, overhead_rows=16)) == 1
+    assert length_groups([7, 7, 7]) == [[0, 1, 2]]
+    # the least cost over every split of the sorted rows into contiguous runs, by enumeration
+    import itertools
+    import random
+
+    rng = random.Random(0)
+    for _ in range(20):
+        lengths = [rng.randint(5, 40) for _ in range(rng.randint(1, 9))]
+        overhead = rng.choice([0, 1, 3])
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)
+        best = min(_padded_cost(lengths, [order[a:b] for a, b in zip((0, *cuts), (*cuts, len(order)))], overhead)
+                   for k in range(len(order)) for cuts in itertools.combinations(range(1, len(order)), k))
+        groups = length_groups(lengths, overhead_rows=overhead)
+        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+        assert _padded_cost(lengths, groups, overhead) == best
+
+
+def test_grouped_text_encoding_matches_full_pass_with_deep_prompts():
+    """A batch of short and long captions runs in several length groups; features and gradients equal CLIP's
+    full 77-token pass with the same context and deep prompts."""
+    model = tiny_clip_model()
+    encoder = PromptedTextEncoder(model)
+    texts = ["a dog"] * 20 + [" ".join(["a small red bird on a branch"] * 6)] * 20
+    texts = [t if i % 3 else t + " today" for i, t in enumerate(texts)]
+    tokens = tokenize(texts, reserved=2).tokens
+    ctx = torch.randn(2, 64, requires_grad=True)
+    deep = [torch.randn(2, 64, requires_grad=True)]
+    x, eot = encoder.embed(tokens, ctx)
+    assert len(length_groups((eot + 1).tolist())) > 1
+    ours = encoder(x, eot, deep)
+    # reference: every row through all 77 positions, the deep prompt replacing positions 1..2 before block 1
+    full = (x + model.positional_embedding).permute(1, 0, 2)
+    blocks = model.transformer.resblocks
+    full = blocks[0](full)
+    full = torch.cat([full[:1], deep[0].unsqueeze(1).expand(-1, len(texts), -1), full[3:]])
+    full = blocks[1](full).permute(1, 0, 2)
+    reference = model.ln_final(full)[torch.arange(len(texts)), eot] @ model.text_projection
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    weights = torch.randn_like(reference)
+    got = torch.autograd.grad((ours * weights).sum(), [ctx, *deep])
+    expected = torch.autograd.grad((reference * weights).sum(), [ctx, *deep])
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_token_weights_scale_text_embeddings():

@@ -259,3 +259,15 @@ def test_frozen_negative_feature_cache_encodes_each_text_once():
     assert calls == [2, 1] and torch.equal(again[0], first[1])
     cache(["a fish", "a cow"])
     assert len(cache.features) == 3 and "a cat" not in cache.features  # least recently used went first
+
+
+def test_test_captions_encoded_by_length_keep_their_order(fdrd_root, tiny_clip_state_dict_path, tmp_path):
+    """encode_captions batches the captions shortest first; each row's feature is still its own caption's, as
+    one caption at a time gives it."""
+    trainer = build_dcar(fdrd_root, tiny_clip_state_dict_path, tmp_path, "TEST.TEXT_BATCH_SIZE", "3")
+    tokens = trainer.caption_tokens["test"][:10]
+    assert not torch.equal(torch.argsort(tokens.argmax(-1), stable=True), torch.arange(len(tokens)))
+    with torch.no_grad():
+        batched = trainer.encode_captions(tokens)
+        one_by_one = torch.cat([trainer.model.encode_text(row[None]).float() for row in tokens])
+    torch.testing.assert_close(batched, one_by_one, rtol=1e-5, atol=1e-5)

@@ -411,10 +411,15 @@ class CLIPTrainer(TrainerX):
         return features
 
     def encode_captions(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Features of token rows, in their order; encoded shortest first, so that each batch of
+        TEST.TEXT_BATCH_SIZE runs only as far as its own longest caption."""
         size = self.cfg.TEST.TEXT_BATCH_SIZE
-        chunks = [self.model.encode_text(tokens[i:i + size].to(self.device)).float().cpu()
+        order = torch.argsort(tokens.argmax(dim=-1), stable=True)
+        chunks = [self.model.encode_text(tokens[order[i:i + size]].to(self.device)).float().cpu()
                   for i in tqdm(range(0, len(tokens), size), desc="captions")]
-        return torch.cat(chunks)
+        features = torch.cat(chunks)
+        features[order] = features.clone()
+        return features
 
     def encode_test_captions(self, tokens: torch.Tensor) -> torch.Tensor:
         """The gallery captions (one per test image, same order); a hook for pairing-aware encoders."""

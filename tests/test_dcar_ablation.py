@@ -15,7 +15,7 @@ from tools.paper_tables.cli import main as paper_tables
 from tools.results import collect
 
 RECIPE = {"PROMPT_DEPTH": 9, "VISUAL_PROMPTS": True, "USE_DTR": False, "USE_CAA": True,
-          "CATE_ENCODER": "prompted", "CATE_WEIGHTING": "negatives"}
+          "CATE_ENCODER": "prompted", "CATE_WEIGHTING": "negatives", "NUM_CATEGORY_NEG": 1, "NUM_ATTRIBUTE_NEG": 0}
 
 
 def test_rows_follow_the_recipe_and_are_never_listed_twice():
@@ -27,6 +27,8 @@ def test_rows_follow_the_recipe_and_are_never_listed_twice():
     assert rows["prompts_plus_dtr"] == {"USE_DTR": True, "USE_CAA": False}
     assert rows["cate_frozen_encoder"] == {"CATE_ENCODER": "frozen"}
     assert rows["cate_figure_weighting"] == {"CATE_WEIGHTING": "figure"}
+    assert rows["cate_2cat_2attr"] == {"NUM_CATEGORY_NEG": 2, "NUM_ATTRIBUTE_NEG": 2}
+    assert "cate_2cat_2attr" not in dict(ablation_rows({**RECIPE, "NUM_CATEGORY_NEG": 2, "NUM_ATTRIBUTE_NEG": 2}))
     # with DTR off, "prompts only" is "no L_cate", "dual prompts" too (visual prompts on), "+ L_cate" is "full"
     assert {"prompts_only", "dual_prompts", "prompts_plus_cate"}.isdisjoint(rows)
     signatures = [tuple(sorted(change.items())) for change in rows.values()]

@@ -88,7 +88,8 @@ def test_dcar_trains_decreases_loss_and_round_trips(fdrd_root, tiny_clip_state_d
     args = retrieval_args(fdrd_root, tiny_clip_state_dict_path, tmp_path / "run", "DCAR", "vit_b32", "dtd")
     proc = run_train(*args, "OPTIM.MAX_EPOCH", "8", "OPTIM.LR", "0.05", "TRAINER.DCAR.PROMPT_DEPTH", "2",
                      "OPTIM.WARMUP_EPOCH", "0", "TRAINER.DCAR.LAMBDA", "0.5",
-                     "TRAINER.DCAR.USE_DTR", "True")  # every component (the recipe has DTR off: docs/dcar.md)
+                     "TRAINER.DCAR.USE_DTR", "True",  # every component (the recipe has DTR off: docs/dcar.md)
+                     "TRAINER.DCAR.NUM_CATEGORY_NEG", "2", "TRAINER.DCAR.NUM_ATTRIBUTE_NEG", "2")  # both kinds
     losses = epoch_losses(proc.stdout)
     assert len(losses) == 8 and losses[-1] < losses[0]
     assert "DTR on; CAA on, K=4" in proc.stdout and "loss_cate" in proc.stdout
@@ -220,7 +221,8 @@ def test_dcar_category_loss_trains_the_test_time_text_encoder(fdrd_root, tiny_cl
 def test_dcar_category_loss_marks_same_category_candidates(fdrd_root, tiny_clip_state_dict_path, tmp_path, monkeypatch):
     import trainers.dcar as dcar
 
-    trainer = build_dcar(fdrd_root, tiny_clip_state_dict_path, tmp_path)
+    trainer = build_dcar(fdrd_root, tiny_clip_state_dict_path, tmp_path,
+                         "TRAINER.DCAR.NUM_CATEGORY_NEG", "2", "TRAINER.DCAR.NUM_ATTRIBUTE_NEG", "2")
     captured = {}
     original = dcar.category_weighted_contrastive
 

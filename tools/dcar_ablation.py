@@ -12,7 +12,9 @@ Rows follow from what the recipe switches on, so the ablation stays right when a
   ``dual_prompts`` and ``text_only`` (visual prompts on / off, no DTR, no L_cate), ``prompts_plus_dtr``,
   ``prompts_plus_cate``;
 * with L_cate on, the literal readings of DCAR's Fig. 2 that docs/dcar.md measured: ``cate_frozen_encoder``
-  (frozen text features + CAA head) and ``cate_figure_weighting`` (the positive's logit scaled by 1 + ALPHA).
+  (frozen text features + CAA head) and ``cate_figure_weighting`` (the positive's logit scaled by 1 + ALPHA); and
+  ``cate_2cat_2attr``, negatives from both of the figure's perspectives (2 category + 2 attribute swaps, K = 4)
+  where the recipe has fewer.
 
 Rows that come out identical to an earlier one (e.g. ``no_cate`` and ``prompts_only`` when DTR is off) are
 listed once, under the earlier name.
@@ -27,7 +29,7 @@ NODE = "TRAINER.DCAR"
 #: every row name :func:`ablation_rows` can produce, in table order
 ROW_NAMES = ("full", "no_dtr", "plus_dtr", "no_cate", "plus_cate", "no_visual_prompts", "plus_visual_prompts",
              "shallow", "prompts_only", "dual_prompts", "text_only", "prompts_plus_dtr", "prompts_plus_cate",
-             "cate_frozen_encoder", "cate_figure_weighting")
+             "cate_frozen_encoder", "cate_figure_weighting", "cate_2cat_2attr")
 
 
 def recipe_values(config_file: str, overrides: Sequence[str] = ()) -> Mapping:
@@ -60,7 +62,8 @@ def ablation_rows(recipe: Mapping) -> list[tuple[str, dict[str, object]]]:
     ]
     if recipe["USE_CAA"]:
         candidates += [("cate_frozen_encoder", {"CATE_ENCODER": "frozen"}),
-                       ("cate_figure_weighting", {"CATE_WEIGHTING": "figure"})]
+                       ("cate_figure_weighting", {"CATE_WEIGHTING": "figure"}),
+                       ("cate_2cat_2attr", {"NUM_CATEGORY_NEG": 2, "NUM_ATTRIBUTE_NEG": 2})]
     rows, seen = [], set()
     for name, changes in candidates:
         effective = {k: v for k, v in changes.items() if recipe[k] != v}

@@ -95,6 +95,7 @@ def test_benchmark_reports_ratios_memory_and_cache(tmp_path, tiny_clip_state_dic
         [sys.executable, "-m", "tools.bench", "--data", str(tmp_path / "data"), "--trainers", "ZeroshotCLIP", "CoOp",
          "--dataset-config", "configs/datasets/fdrd_dtd.yaml", "--backbone", str(tiny_clip_state_dict_path),
          "--steps", "1", "--repeats", "3", "--only", "trainers", "dcar", "--threads", "1",
+         "--dcar-backbone", str(tiny_clip_state_dict_path), "--dcar-config", "demo",
          "--out", str(tmp_path / "bench"),
          "TRAINER.DCAR.NUM_ATTRIBUTE_NEG", "1"],  # a trailing KEY VALUE override reaches the trainers
         cwd=ROOT, capture_output=True, text=True, timeout=240)
@@ -107,9 +108,9 @@ def test_benchmark_reports_ratios_memory_and_cache(tmp_path, tiny_clip_state_dic
     assert coop["train_images_per_s"] > 0 and coop["eval_items_per_s"] > 0 and coop["peak_memory_mb"] > 0
     assert "step_vs_stock" not in zero_shot and _is_spread(zero_shot["feature_cache_speedup"])
     dcar = report["dcar"]
-    assert _is_spread(dcar["dcar_vs_maple"]) and dcar["config"]["K"] == 2 + 1, dcar
+    assert _is_spread(dcar["dcar_vs_maple"]) and dcar["config"]["K"] == 1 + 1, dcar
     text = (tmp_path / "bench" / "bench.md").read_text()
-    assert "| CoOp" in text and "DCAR step / MaPLe step" in text
+    assert "| CoOp" in text and f"DCAR step / MaPLe step on {tiny_clip_state_dict_path}" in text
 
 
 def test_benchmark_recall_section_in_process(capsys):

@@ -113,3 +113,5 @@ def test_ablation_table_from_the_recipe_folder_itself(tmp_path):
     out = tmp_path / "table.md"
     assert paper_tables(["ablation", str(recipe_folder), "--std", "--out", str(out)]) == 0
     assert "| no_cate" in out.read_text() and "-1.50 ± 0.50" in out.read_text()
+    no_cate_line = next(line for line in out.read_text().splitlines() if line.startswith("| no_cate"))
+    assert no_cate_line.rstrip(" |").endswith("| 2")  # the seed count, a whole number

@@ -12,7 +12,7 @@ from tools.dcar_ablation import ROW_NAMES
 from tools.results import GroupSummary, paired_difference
 
 from .kind import TableKind
-from .model import DIFF, STAT, Cell, Column, PaperTable, Row, cell_from, provenance_notes
+from .model import COUNT, DIFF, STAT, Cell, Column, PaperTable, Row, cell_from, provenance_notes
 from .names import summary_dataset
 from .selection import AmbiguousResultsError, Selection
 
@@ -53,7 +53,7 @@ def build_ablation_table(summaries: Sequence[GroupSummary], selection: Selection
     columns = [Column("", label) for _, label in METRICS]
     for metric, label in PAIRED:
         columns += [Column("vs full", label, DIFF), Column("vs full", f"p {label}", STAT)]
-    columns.append(Column("", "seeds", STAT))
+    columns.append(Column("", "seeds", COUNT))
     datasets = sorted({summary_dataset(g) or "?" for g in groups.values()})
     table = PaperTable(f"{trainer} ablation on {', '.join(datasets)}: mean recall and R@1 (%), mean ± std over seeds",
                        ("row",), columns)

@@ -10,7 +10,8 @@ from tools.results import GroupSummary
 
 from .names import method_name
 
-OURS, PAPER, DIFF, STAT = "ours", "paper", "diff", "stat"  # STAT: a statistic (p-value, count), never bold
+OURS, PAPER, DIFF, STAT = "ours", "paper", "diff", "stat"  # STAT: a statistic (p-value), never bold
+COUNT = "count"  # a whole number (seeds), never bold
 CHECKPOINT_SUFFIXES = frozenset({".pt", ".pth", ".bin", ".safetensors", ".tar"})  # a backbone given as a file
 
 
@@ -18,12 +19,12 @@ CHECKPOINT_SUFFIXES = frozenset({".pt", ".pth", ".bin", ".safetensors", ".tar"})
 class Column:
     group: str  # upper header: "I2T", "16 shots" ("" for none)
     method: str
-    kind: str = OURS  # OURS | PAPER (published number) | DIFF (ours − paper, or a paired difference) | STAT
+    kind: str = OURS  # OURS | PAPER (published number) | DIFF (ours − paper, or a paired difference) | STAT | COUNT
 
     @property
     def label(self) -> str:
         return {OURS: self.method, PAPER: f"{self.method} (paper)", DIFF: f"Δ {self.method}",
-                STAT: self.method}[self.kind]
+                STAT: self.method, COUNT: self.method}[self.kind]
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,14 @@ from typing import Callable
 
 from tabulate import tabulate
 
-from .model import DIFF, OURS, Cell, Column, PaperTable, Row
+from .model import COUNT, DIFF, OURS, Cell, Column, PaperTable, Row
 
 # ------------------------------------------------------------------------------------------- rendering
 
 
 def _format_value(cell: Cell, column: Column, decimals: int) -> str:
+    if column.kind == COUNT:
+        return f"{cell.value:.0f}"
     return f"{cell.value:+.{decimals}f}" if column.kind == DIFF else f"{cell.value:.{decimals}f}"
 
 

@@ -160,6 +160,19 @@ def test_dry_run_prints_commands_and_runs_nothing(workspace: Path, capsys):
     assert not (workspace / "output").exists() and not read_events(workspace)
 
 
+def test_dry_run_into_a_closed_pipe_ends_quietly(workspace: Path):
+    """`sweep --dry-run | head -1`: the reader leaves early; no BrokenPipeError traceback, exit 0."""
+    spec_path = workspace / "spec.yaml"
+    spec_path.write_text(json.dumps(fake_spec(workspace, list(range(2000)))))  # more than a pipe buffer holds
+    proc = subprocess.Popen([sys.executable, "-m", "tools.sweep", str(spec_path), "--dry-run"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what head does after its line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and first.startswith(b"# 4000 jobs"), stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
 def test_devices_come_from_gpus_flag_then_parent_mask(monkeypatch):
     assert sweep.detect_devices("0, 1,3") == ["0", "1", "3"]
     assert sweep.detect_devices("") == []

@@ -465,12 +465,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                            args.array_parallelism)
     try:
         if args.dry_run:
-            print(f"# {len(jobs)} jobs, {len(jobs) - len(todo)} already done (skipped); executor: {args.executor}")
-            if args.executor == "slurm":
-                print(sbatch_preview(todo, args.slurm_folder, options) if todo else "# nothing to submit")
-            else:
-                for job in jobs:
-                    print(f"# done: {job.output}" if job.is_done() else job.command)
+            try:
+                print(f"# {len(jobs)} jobs, {len(jobs) - len(todo)} already done (skipped); executor: {args.executor}")
+                if args.executor == "slurm":
+                    print(sbatch_preview(todo, args.slurm_folder, options) if todo else "# nothing to submit")
+                else:
+                    for job in jobs:
+                        print(f"# done: {job.output}" if job.is_done() else job.command)
+                sys.stdout.flush()
+            except BrokenPipeError:  # `--dry-run | head`: the reader has what it wanted
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
             return 0
         if args.executor == "slurm":
             ids = submit_slurm(todo, args.slurm_folder, options) if todo else []

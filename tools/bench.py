@@ -424,16 +424,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     dcar_label = args.dcar_backbone or args.backbone or "the demo's tiny CLIP"
+    used = {"backbone": "trainers" in args.only or ("dcar" in args.only and not args.dcar_backbone),
+            "dcar_backbone": "dcar" in args.only}
     for flag in ("backbone", "dcar_backbone"):
         value = getattr(args, flag)
-        if value.startswith("random:") and (flag == "backbone" or "dcar" in args.only):
+        if value.startswith("random:"):
             from trainers.backbone.architecture import OPENAI_ARCHITECTURES
 
             name = value.removeprefix("random:")
             if name not in OPENAI_ARCHITECTURES.values():
                 parser.error(f"--{flag.replace('_', '-')} {value}: no OpenAI architecture {name!r}; known: "
                              f"{', '.join(OPENAI_ARCHITECTURES.values())}")
-            setattr(args, flag, random_backbone_file(name))
+            setattr(args, flag, random_backbone_file(name) if used[flag] else "")  # 300 MB only where it runs
     if ("trainers" in args.only or "dcar" in args.only) and not args.backbone:
         from tools.demo.build import build_demo_assets
         from tools.demo.tiny_clip import default_weights_path

@@ -50,17 +50,7 @@ DEFAULT_BLOCK_BYTES = 64 * 2**20
 _BYTES_PER_SCORE = 6
 
 
-def _prepare(features: Tensor, name: str, normalize: bool) -> Tensor:
-    """float32, finite, optionally L2-normalised (ranking by cosine needs unit caption/image norms)."""
-    if features.dim() != 2:
-        raise ValueError(f"{name} must be 2-D [n, dim], got shape {tuple(features.shape)}")
-    features = features.detach().float()
-    if not torch.isfinite(features).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    return F.normalize(features, dim=-1) if normalize else features
-
-
-def _check_features(features: Tensor, name: str, rows_per_check: int) -> Tensor:
+def _check_features(features: Tensor, name: str, rows_per_check: int = 4096) -> Tensor:
     """2-D and finite, checked a chunk at a time (a whole-matrix mask would cost N x dim bytes)."""
     if features.dim() != 2:
         raise ValueError(f"{name} must be 2-D [n, dim], got shape {tuple(features.shape)}")
@@ -69,6 +59,12 @@ def _check_features(features: Tensor, name: str, rows_per_check: int) -> Tensor:
         if not torch.isfinite(features[start:start + rows_per_check]).all():
             raise ValueError(f"{name} contains NaN or inf")
     return features
+
+
+def _prepare(features: Tensor, name: str, normalize: bool) -> Tensor:
+    """Checked, float32, optionally L2-normalised (ranking by cosine needs unit caption/image norms)."""
+    features = _check_features(features, name).float()
+    return F.normalize(features, dim=-1) if normalize else features
 
 
 def _check_caption_to_image(caption_to_image: Tensor | None, num_images: int, num_captions: int, device) -> Tensor:
@@ -230,8 +226,8 @@ def retrieval_ranks(
     identical) for features that are already normalised, and it makes the ranking cosine-based for features that
     are not.
     """
-    images = _check_features(image_features, "image_features", 4096)
-    texts = _check_features(text_features, "text_features", 4096)
+    images = _check_features(image_features, "image_features")
+    texts = _check_features(text_features, "text_features")
     if images.shape[1] != texts.shape[1]:
         raise ValueError(f"feature dims differ: images {images.shape[1]} vs texts {texts.shape[1]}")
     device = images.device

@@ -319,7 +319,7 @@ def bench_recall_time(size: int, args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     images, texts = _random_gallery(size, args.recall_dim, args.device)
-    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    sync = _sync(images.device)
     blocked, naive = retrieval_ranks(images, texts), naive_ranks(images, texts)
     same = all(torch.equal(a, b) for a, b in zip(blocked, naive))
     times = alternated({"blocked": lambda: retrieval_ranks(images, texts), "naive": lambda: naive_ranks(images, texts)},
